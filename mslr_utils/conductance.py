@@ -1,0 +1,115 @@
+"""Layer conductance of each modality's top-level layer, through Captum.
+
+Conductance (Dhamdhere et al., 2019) of a neuron is its share of the integrated
+gradient of the target output along the straight path from a baseline input to the real
+input. The paper averages it over the neurons of a modality's top-level layer and over
+samples; a modality whose average collapses towards zero contributes little to the
+fused prediction.
+
+Choices made here:
+- Target: the true class of each sample, so that every model is measured on the same
+  outputs (the predicted class would differ between models).
+- Baselines: each encoder's own (``attribution_inputs``): zeros (the training mean) for
+  standardised features, all-[PAD] word embeddings with [CLS] and [SEP] kept for text.
+- Output: the fused logits. Because fusion is additive, the other modalities add a
+  constant along the path; they are computed once per batch and passed as that constant.
+- Attribution runs in eval mode (no dropout), so repeated calls give identical values.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Iterator
+
+import pandas as pd
+import torch
+from captum.attr import LayerConductance
+
+from mslr_utils.data.splits import ModalSplit
+from mslr_utils.models import LateFusionClassifier
+
+
+@contextlib.contextmanager
+def evaluation_mode(model: torch.nn.Module) -> Iterator[None]:
+    """Put every submodule in eval mode and restore each one's previous mode afterwards."""
+    modes = {m: m.training for m in model.modules()}
+    model.eval()
+    try:
+        yield
+    finally:
+        for module, training in modes.items():
+            module.training = training
+
+
+def _fused_forward(model: LateFusionClassifier, modality: str):
+    encoder = model.encoders[modality]
+
+    def forward(x: torch.Tensor, other_logits: torch.Tensor, *extra: torch.Tensor) -> torch.Tensor:
+        return model.modality_logits(modality, encoder.forward_from_attribution(x, *extra)) + other_logits
+
+    return forward
+
+
+def modality_conductance(
+    model: LateFusionClassifier,
+    split: ModalSplit,
+    modality: str,
+    n_steps: int = 20,
+    batch_size: int = 16,
+    method: str = "gausslegendre",
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Return per-sample, per-neuron conductance of ``modality``'s top-level layer.
+
+    Returns ``(conductance, delta)``: conductance has shape (samples, neurons); delta is
+    Captum's convergence delta per sample (sum over neurons minus the change of the
+    target logit between baseline and input), a check of the step count.
+    """
+    if modality not in model.modalities:
+        raise KeyError(f"model has no modality {modality!r}; it has {model.modalities}")
+    encoder = model.encoders[modality]
+    layer_conductance = LayerConductance(_fused_forward(model, modality), encoder.top)
+    results, deltas = [], []
+    with evaluation_mode(model):
+        for inputs, labels in split.batches(batch_size):
+            with torch.no_grad():
+                output = model(inputs)
+                other = output.logits - output.modality_logits[modality]
+            x, baseline, extra = encoder.attribution_inputs(inputs[modality])
+            attribution, delta = layer_conductance.attribute(
+                x,
+                baselines=baseline,
+                target=labels,
+                additional_forward_args=(other, *extra),
+                n_steps=n_steps,
+                method=method,
+                return_convergence_delta=True,
+            )
+            results.append(attribution.detach())
+            deltas.append(delta.detach())
+    return torch.cat(results), torch.cat(deltas)
+
+
+def conductance_summary(
+    model: LateFusionClassifier,
+    split: ModalSplit,
+    n_steps: int = 20,
+    batch_size: int = 16,
+) -> dict[str, dict[str, float]]:
+    """Average conductance over the neurons and samples of each modality's top-level layer.
+
+    Returns, per modality, the signed mean, the mean absolute value and the mean
+    absolute convergence delta.
+    """
+    summary = {}
+    for modality in model.modalities:
+        values, delta = modality_conductance(model, split, modality, n_steps, batch_size)
+        summary[modality] = {
+            "mean": float(values.mean()),
+            "abs_mean": float(values.abs().mean()),
+            "delta_abs_mean": float(delta.abs().mean()),
+        }
+    return summary
+
+
+def summary_frame(summary: dict[str, dict[str, float]]) -> pd.DataFrame:
+    return pd.DataFrame(summary).T.rename_axis("modality")

@@ -1,0 +1,131 @@
+"""The method's steps as functions: learning-rate search, then the seven models.
+
+A task supplies splits, a ``make_model(modalities)`` factory and class names; everything
+else is shared. Model names follow the paper: ``<Modality>-only``, ``Joint-global``,
+``MSES``, ``Keep``, ``Smooth`` and ``Dynamic``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Mapping, Sequence
+
+import pandas as pd
+
+from mslr_utils.data.splits import ModalSplit
+from mslr_utils.models import LateFusionClassifier
+from mslr_utils.optim import DISPLAY_NAMES, strategy_learning_rates
+from mslr_utils.training import EpochCallback, RunResult, RunSpec, Trainer, TrainSettings
+
+ModelFactory = Callable[[Sequence[str]], LateFusionClassifier]
+CallbackFactory = Callable[[str], EpochCallback | None]
+
+MSLR_STRATEGIES = ("joint_global", "mses", "keep", "smooth", "dynamic")
+
+
+def unimodal_name(modality: str) -> str:
+    return f"{modality.capitalize()}-only"
+
+
+def train_run(
+    make_model: ModelFactory,
+    modalities: Sequence[str],
+    spec: RunSpec,
+    train: ModalSplit,
+    val: ModalSplit,
+    settings: TrainSettings,
+    class_names: Sequence[str],
+    checkpoint_dir: str | Path | None = None,
+    callback_factory: CallbackFactory | None = None,
+    config_extra: Mapping | None = None,
+) -> tuple[LateFusionClassifier, RunResult]:
+    """Build a fresh model for ``modalities`` and train it; returns the model and result."""
+    model = make_model(list(modalities))
+    trainer = Trainer(
+        model,
+        spec,
+        settings,
+        class_names,
+        checkpoint_dir=checkpoint_dir,
+        epoch_callback=callback_factory(spec.name) if callback_factory else None,
+        config_extra=config_extra,
+    )
+    result = trainer.fit(train.select_modalities(modalities), val.select_modalities(modalities))
+    return model, result
+
+
+@dataclass
+class SearchResult:
+    """Learning-rate search outcome: one row per (model, lr), the best rates and runs."""
+
+    table: pd.DataFrame
+    unimodal_lrs: dict[str, float]
+    global_lr: float
+    best_runs: dict[str, RunResult]
+
+
+def search_learning_rates(
+    make_model: ModelFactory,
+    train: ModalSplit,
+    val: ModalSplit,
+    unimodal_grids: Mapping[str, Sequence[float]],
+    global_grid: Sequence[float],
+    settings: TrainSettings,
+    class_names: Sequence[str],
+    checkpoint_dir: str | Path | None = None,
+    callback_factory: CallbackFactory | None = None,
+    config_extra: Mapping | None = None,
+) -> SearchResult:
+    """Linear search of each modality's best unimodal rate and of the best global rate.
+
+    Each candidate trains for ``settings.epochs`` epochs; its score is the best fused
+    validation score over the epochs (``settings.selection_metric``). Ties go to the
+    earlier grid value. The winning unimodal runs are the unimodal baselines, and the
+    winning global run is Joint-global, so they are returned for reuse.
+    """
+    rows = []
+    best_runs: dict[str, RunResult] = {}
+    unimodal_lrs: dict[str, float] = {}
+    candidates = [(unimodal_name(m), [m], "unimodal", grid) for m, grid in unimodal_grids.items()]
+    candidates.append((DISPLAY_NAMES["joint_global"], list(unimodal_grids), "joint_global", global_grid))
+    global_lr = float("nan")
+    for model_name, modalities, strategy, grid in candidates:
+        if not grid:
+            raise ValueError(f"learning-rate grid for {model_name} is empty: give at least one rate")
+        best_score = float("-inf")
+        for lr in grid:
+            spec = RunSpec(f"{model_name}@{lr:g}", strategy, float(lr))
+            _, result = train_run(
+                make_model, modalities, spec, train, val, settings, class_names,
+                checkpoint_dir, callback_factory, config_extra,
+            )
+            score = float(result.history[f"val_{settings.selection_metric}"].max())
+            rows.append({"model": model_name, "lr": float(lr), "best_epoch": result.best_epoch,
+                         f"val_{settings.selection_metric}": score})
+            if score > best_score:
+                best_score = score
+                result.name = model_name
+                result.history["model"] = model_name
+                best_runs[model_name] = result
+                if strategy == "unimodal":
+                    unimodal_lrs[modalities[0]] = float(lr)
+                else:
+                    global_lr = float(lr)
+    return SearchResult(pd.DataFrame(rows), unimodal_lrs, global_lr, best_runs)
+
+
+def mslr_specs(
+    unimodal_lrs: Mapping[str, float],
+    global_lr: float,
+    smooth_weight: float = 0.5,
+    mses_lr: float | None = None,
+    strategies: Sequence[str] = ("mses", "keep", "smooth", "dynamic"),
+) -> list[RunSpec]:
+    """Return the run specs of the fused strategies after the search."""
+    specs = []
+    for strategy in strategies:
+        base = mses_lr if strategy == "mses" and mses_lr is not None else global_lr
+        lrs = strategy_learning_rates(strategy, unimodal_lrs, base, smooth_weight)
+        specs.append(RunSpec(DISPLAY_NAMES[strategy], strategy, lrs))
+    return specs

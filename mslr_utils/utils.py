@@ -1,0 +1,39 @@
+"""Seeds, devices and small helpers shared by the notebooks."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+from typing import Any
+
+import numpy as np
+import torch
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and PyTorch (CPU and CUDA) random number generators."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    """Map ``"auto"`` to CUDA when available, else CPU; pass other names through."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except RuntimeError as error:
+        raise ValueError(
+            f"invalid device {device!r}: use 'auto', 'cpu', 'cuda' or 'cuda:N'"
+        ) from error
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} requested but CUDA is not available: use 'auto' or 'cpu'")
+    return resolved
+
+
+def fingerprint(obj: Any, length: int = 12) -> str:
+    """Return a short SHA-256 digest of a JSON-serialisable configuration."""
+    text = json.dumps(obj, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:length]

@@ -1,0 +1,102 @@
+"""Committed notebooks are clean, and headless papermill runs work end to end."""
+
+import json
+import re
+import subprocess
+import sys
+
+import nbformat
+import pandas as pd
+import pytest
+
+from conftest import REPO_ROOT
+from mslr_utils.runner import notebooks
+
+NOTEBOOKS = notebooks()
+ABSOLUTE_PATH = re.compile(r"(/work/|/home/|/root/|/tmp/|/Users/|[A-Z]:\\\\)")
+
+
+def code_cells(nb):
+    return [c for c in nb.cells if c.cell_type == "code"]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_committed_notebook_is_clean(path):
+    text = path.read_text(encoding="utf-8")
+    nb = nbformat.reads(text, as_version=4)
+    assert not ABSOLUTE_PATH.search(text), "machine path in notebook"
+    assert "widgets" not in nb.metadata and "papermill" not in nb.metadata
+    assert nb.metadata["kernelspec"]["name"] == "python3"
+    for cell in code_cells(nb):
+        assert "execution" not in cell.metadata and "papermill" not in cell.metadata
+        for output in cell.get("outputs", []):
+            assert output.get("name") != "stderr", f"stderr output in cell {cell.source[:60]!r}"
+            assert output.output_type != "error"
+    assert all(c.execution_count for c in code_cells(nb)), "notebook is not executed: run `python -m mslr_utils.runner refresh`"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_parameters_cell_holds_commented_literals(path):
+    nb = nbformat.read(path, as_version=4)
+    tagged = [c for c in code_cells(nb) if "parameters" in c.metadata.get("tags", [])]
+    assert len(tagged) == 1
+    for line in tagged[0].source.splitlines():
+        assert re.match(r"^\w+: [\w\[\]]+ = [^#]+  # \S", line), f"parameter without type or comment: {line!r}"
+
+
+def run_smoke(tmp_path, *overrides):
+    output = tmp_path / "figures"
+    command = [
+        sys.executable, "-m", "mslr_utils.runner", "run", "--profile", "smoke", "--notebooks", "01_reviews_mslr",
+        "--output-dir", str(tmp_path / "executed"), "-p", f"output_dir={output}",
+        "-p", f"checkpoint_dir={tmp_path / 'checkpoints'}", *(arg for o in overrides for arg in ("-p", o)),
+    ]
+    completed = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=900)
+    return completed, output
+
+
+@pytest.fixture(scope="module")
+def smoke_runs(tmp_path_factory):
+    plain = run_smoke(tmp_path_factory.mktemp("plain"))
+    changed = run_smoke(tmp_path_factory.mktemp("changed"), "max_train=90", "seed=1")
+    return plain, changed
+
+
+def test_smoke_profile_writes_every_output(smoke_runs):
+    (completed, output), _ = smoke_runs
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    expected = {"metrics.csv", "conductance.csv", "conductance_per_epoch.png", "conductance_per_epoch.csv",
+                "overlap.csv", "history.csv", "lr_search.csv", "run_summary.json"}
+    assert expected <= {p.name for p in output.iterdir()}
+    metrics = pd.read_csv(output / "metrics.csv", index_col="model")
+    assert list(metrics.index) == ["Text-only", "Tabular-only", "Joint-global", "MSES", "Keep", "Smooth", "Dynamic"]
+    assert metrics["f1_macro"].between(0, 1).all()
+
+
+def test_command_line_parameter_changes_result(smoke_runs):
+    (plain, plain_output), (changed, changed_output) = smoke_runs
+    assert changed.returncode == 0, changed.stderr[-3000:]
+    plain_summary = json.loads((plain_output / "run_summary.json").read_text())
+    changed_summary = json.loads((changed_output / "run_summary.json").read_text())
+    assert plain_summary["sizes"]["train"]["rows"] == 120
+    assert changed_summary["sizes"]["train"]["rows"] == 90
+    plain_metrics = pd.read_csv(plain_output / "metrics.csv", index_col="model")
+    changed_metrics = pd.read_csv(changed_output / "metrics.csv", index_col="model")
+    assert not plain_metrics.equals(changed_metrics)
+
+
+def test_failed_cell_is_named(tmp_path):
+    completed, _ = run_smoke(tmp_path, "early_epoch=5")
+    assert completed.returncode == 1
+    assert "FAILED 01_reviews_mslr.ipynb: code cell" in completed.stderr
+    assert "early_epoch must be between 1 and epochs" in completed.stderr
+
+
+def test_unknown_profile_is_reported():
+    completed = subprocess.run(
+        [sys.executable, "-m", "mslr_utils.runner", "run", "--profile", "nightly"],
+        cwd=REPO_ROOT, capture_output=True, text=True,
+    )
+    assert completed.returncode != 0
+    assert "profile file notebooks/profiles/nightly/" in completed.stderr
+    assert "smoke" in completed.stderr
