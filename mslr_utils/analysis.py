@@ -28,7 +28,7 @@ def overlap_table(
     pairs: Sequence[tuple[str, str]],
     class_names: Sequence[str],
 ) -> pd.DataFrame:
-    """One row per model pair: overlap ratio and every cell of the confusion, as counts.
+    """Tabulate the overlap ratio and every confusion count for each model pair.
 
     Column ``A=x,B=y`` counts samples that model A predicts as ``x`` and model B as ``y``.
     """

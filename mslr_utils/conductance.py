@@ -2,13 +2,15 @@
 
 Conductance (Dhamdhere et al., 2019) of a neuron is its share of the integrated
 gradient of the target output along the straight path from a baseline input to the real
-input. The paper averages it over the neurons of a modality's top-level layer and over
-samples; a modality whose average collapses towards zero contributes little to the
-fused prediction.
+input. Yao & Mihalcea (2022) average it over the neurons of a modality's top-level layer
+and over samples. A modality whose average collapses towards zero contributes little to
+the fused prediction.
 
 Choices made here:
 - Target: the true class of each sample, so that every model is measured on the same
-  outputs (the predicted class would differ between models).
+  outputs (the predicted class would differ between models). For a multi-label task the
+  target is every label's logit, averaged. Conductance is linear in the output, so this
+  equals the per-label conductance averaged over labels, in one Captum call.
 - Baselines: each encoder's own (``attribution_inputs``): zeros (the training mean) for
   standardised features, all-[PAD] word embeddings with [CLS] and [SEP] kept for text.
 - Output: the fused logits. Because fusion is additive, the other modalities add a
@@ -41,11 +43,12 @@ def evaluation_mode(model: torch.nn.Module) -> Iterator[None]:
             module.training = training
 
 
-def _fused_forward(model: LateFusionClassifier, modality: str):
+def _fused_forward(model: LateFusionClassifier, modality: str, multilabel: bool = False):
     encoder = model.encoders[modality]
 
     def forward(x: torch.Tensor, other_logits: torch.Tensor, *extra: torch.Tensor) -> torch.Tensor:
-        return model.modality_logits(modality, encoder.forward_from_attribution(x, *extra)) + other_logits
+        logits = model.modality_logits(modality, encoder.forward_from_attribution(x, *extra)) + other_logits
+        return logits.mean(1) if multilabel else logits
 
     return forward
 
@@ -57,17 +60,18 @@ def modality_conductance(
     n_steps: int = 20,
     batch_size: int = 16,
     method: str = "gausslegendre",
+    multilabel: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Return per-sample, per-neuron conductance of ``modality``'s top-level layer.
 
-    Returns ``(conductance, delta)``: conductance has shape (samples, neurons); delta is
-    Captum's convergence delta per sample (sum over neurons minus the change of the
-    target logit between baseline and input), a check of the step count.
+    Returns ``(conductance, delta)``. Conductance has shape (samples, neurons). Delta is
+    Captum's convergence delta per sample: the sum over neurons minus the change of the
+    target logit between baseline and input, which shrinks as ``n_steps`` grows.
     """
     if modality not in model.modalities:
         raise KeyError(f"model has no modality {modality!r}; it has {model.modalities}")
     encoder = model.encoders[modality]
-    layer_conductance = LayerConductance(_fused_forward(model, modality), encoder.top)
+    layer_conductance = LayerConductance(_fused_forward(model, modality, multilabel), encoder.top)
     results, deltas = [], []
     with evaluation_mode(model):
         for inputs, labels in split.batches(batch_size):
@@ -78,7 +82,7 @@ def modality_conductance(
             attribution, delta = layer_conductance.attribute(
                 x,
                 baselines=baseline,
-                target=labels,
+                target=None if multilabel else labels,
                 additional_forward_args=(other, *extra),
                 n_steps=n_steps,
                 method=method,
@@ -94,6 +98,7 @@ def conductance_summary(
     split: ModalSplit,
     n_steps: int = 20,
     batch_size: int = 16,
+    multilabel: bool = False,
 ) -> dict[str, dict[str, float]]:
     """Average conductance over the neurons and samples of each modality's top-level layer.
 
@@ -102,7 +107,7 @@ def conductance_summary(
     """
     summary = {}
     for modality in model.modalities:
-        values, delta = modality_conductance(model, split, modality, n_steps, batch_size)
+        values, delta = modality_conductance(model, split, modality, n_steps, batch_size, multilabel=multilabel)
         summary[modality] = {
             "mean": float(values.mean()),
             "abs_mean": float(values.abs().mean()),
@@ -113,3 +118,27 @@ def conductance_summary(
 
 def summary_frame(summary: dict[str, dict[str, float]]) -> pd.DataFrame:
     return pd.DataFrame(summary).T.rename_axis("modality")
+
+
+def conductance_callback(split: ModalSplit, n_steps: int = 20, batch_size: int = 16, multilabel: bool = False):
+    """Return a trainer ``callback_factory`` that records conductance on ``split`` after each epoch.
+
+    The history gains ``<modality>_conductance`` (signed mean), ``_conductance_abs``
+    (mean absolute value) and ``_conductance_delta`` (mean absolute convergence delta).
+    """
+
+    def factory(run_name: str):
+        def record(model: LateFusionClassifier, epoch: int) -> dict[str, float]:
+            summary = conductance_summary(
+                model, split.select_modalities(model.modalities), n_steps, batch_size, multilabel
+            )
+            row = {}
+            for modality, values in summary.items():
+                row[f"{modality}_conductance"] = values["mean"]
+                row[f"{modality}_conductance_abs"] = values["abs_mean"]
+                row[f"{modality}_conductance_delta"] = values["delta_abs_mean"]
+            return row
+
+        return record
+
+    return factory

@@ -1,7 +1,7 @@
 """The method's steps as functions: learning-rate search, then the seven models.
 
 A task supplies splits, a ``make_model(modalities)`` factory and class names; everything
-else is shared. Model names follow the paper: ``<Modality>-only``, ``Joint-global``,
+else is shared. Model names follow Yao & Mihalcea (2022): ``<Modality>-only``, ``Joint-global``,
 ``MSES``, ``Keep``, ``Smooth`` and ``Dynamic``.
 """
 
@@ -11,12 +11,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
+import numpy as np
 import pandas as pd
 
 from mslr_utils.data.splits import ModalSplit
 from mslr_utils.models import LateFusionClassifier
 from mslr_utils.optim import DISPLAY_NAMES, strategy_learning_rates
-from mslr_utils.training import EpochCallback, RunResult, RunSpec, Trainer, TrainSettings
+from mslr_utils.training import (
+    EpochCallback,
+    RunResult,
+    RunSpec,
+    Trainer,
+    TrainSettings,
+    load_trainable_state,
+    predict,
+    predicted_labels,
+    score_logits,
+)
 
 ModelFactory = Callable[[Sequence[str]], LateFusionClassifier]
 CallbackFactory = Callable[[str], EpochCallback | None]
@@ -57,7 +68,7 @@ def train_run(
 
 @dataclass
 class SearchResult:
-    """Learning-rate search outcome: one row per (model, lr), the best rates and runs."""
+    """Learning-rate search outcome: one row per (model, lr) with its training seconds, the best rates and runs."""
 
     table: pd.DataFrame
     unimodal_lrs: dict[str, float]
@@ -102,7 +113,7 @@ def search_learning_rates(
             )
             score = float(result.history[f"val_{settings.selection_metric}"].max())
             rows.append({"model": model_name, "lr": float(lr), "best_epoch": result.best_epoch,
-                         f"val_{settings.selection_metric}": score})
+                         f"val_{settings.selection_metric}": score, "seconds": result.seconds})
             if score > best_score:
                 best_score = score
                 result.name = model_name
@@ -129,3 +140,66 @@ def mslr_specs(
         lrs = strategy_learning_rates(strategy, unimodal_lrs, base, smooth_weight)
         specs.append(RunSpec(DISPLAY_NAMES[strategy], strategy, lrs))
     return specs
+
+
+def evaluate_on_test(
+    make_model: ModelFactory,
+    weights: Mapping[str, tuple[RunResult, str | int]],
+    test: ModalSplit,
+    class_names: Sequence[str],
+    multilabel: bool = False,
+) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+    """Score each named set of weights once on the test split.
+
+    ``weights`` maps a table name to ``(run result, which)``, where ``which`` is
+    ``"best"``, ``"final"`` or a snapshot epoch. Returns the metrics table (one row per
+    name) and the fused predictions per name.
+    """
+    rows, predictions = [], {}
+    for name, (result, which) in weights.items():
+        modalities = result.modalities
+        model = make_model(modalities)
+        load_trainable_state(model, result.state_at(which))
+        logits = predict(model, test.select_modalities(modalities))
+        predictions[name] = predicted_labels(logits["fused"], multilabel).numpy()
+        scores = score_logits({"fused": logits["fused"]}, test.labels, class_names, multilabel)["fused"]
+        epoch = result.best_epoch if which == "best" else (len(result.history) if which == "final" else which)
+        rows.append({"model": name, "epoch": int(epoch), **scores})
+    return pd.DataFrame(rows).set_index("model"), predictions
+
+
+def conductance_table(
+    history: pd.DataFrame, entries: Sequence[tuple[str, int]], modalities: Sequence[str]
+) -> pd.DataFrame:
+    """Pick the recorded conductance of each ``(model, epoch)`` entry from a history table.
+
+    Columns ``<modality>_mean`` and ``<modality>_abs`` hold the signed and absolute mean
+    over neurons and samples; a modality the model lacks is NaN.
+    """
+    rows = []
+    for model_name, epoch in entries:
+        match = history[(history["model"] == model_name) & (history["epoch"] == epoch)]
+        if match.empty:
+            raise KeyError(f"history has no epoch {epoch} of {model_name!r}")
+        recorded = match.iloc[0]
+        row = {"model": model_name, "epoch": int(epoch)}
+        for modality in modalities:
+            row[f"{modality}_mean"] = recorded.get(f"{modality}_conductance", float("nan"))
+            row[f"{modality}_abs"] = recorded.get(f"{modality}_conductance_abs", float("nan"))
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def overlap_pairs(unimodal_names: Sequence[str], early: str, final: str) -> list[tuple[str, str]]:
+    """Return the model pairs compared by Yao & Mihalcea (2022) in their overlap table.
+
+    Each unimodal model against Joint-global and Keep at the early and final epoch, the
+    two unimodal models against each other, and Joint-global against both Keep epochs.
+    """
+    pairs = []
+    for name in unimodal_names:
+        pairs += [(name, "Joint-global"), (name, early), (name, final)]
+    if len(unimodal_names) == 2:
+        pairs.append((unimodal_names[1], unimodal_names[0]))
+    pairs += [("Joint-global", early), ("Joint-global", final)]
+    return pairs

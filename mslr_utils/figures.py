@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import matplotlib.pyplot as plt
+from matplotlib.ticker import MaxNLocator
 import pandas as pd
 
 from mslr_utils.io import atomic_write, write_text
@@ -36,19 +37,33 @@ def save_figure(
     return png, csv
 
 
-def plot_per_epoch(history: pd.DataFrame, value_columns: dict[str, str], title: str, ylabel: str, by: str = "model"):
-    """Plot one line per (model, column) against epoch; returns the figure.
+def plot_conductance_and_lr(history: pd.DataFrame, modalities: list[str]) -> tuple[plt.Figure, pd.DataFrame]:
+    """Plot each modality's mean conductance (top row) and learning rate (bottom row) per epoch.
 
-    ``value_columns`` maps a history column to its legend label.
+    One line per model in ``history`` (the concatenated run histories). Returns the figure
+    and the columns behind it, for ``save_figure``.
     """
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for model, rows in history.groupby(by, sort=False):
-        for column, label in value_columns.items():
-            if column in rows and rows[column].notna().any():
-                ax.plot(rows["epoch"], rows[column], marker="o", label=f"{model}: {label}")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel(ylabel)
-    ax.set_title(title)
-    ax.legend(fontsize=7, ncol=2)
+    columns = ["model", "epoch"] + [f"{m}_{kind}" for m in modalities for kind in ("conductance", "lr")]
+    data = history[[c for c in columns if c in history]]
+    fig, axes = plt.subplots(2, len(modalities), figsize=(5.5 * len(modalities), 6.5), sharex=True, squeeze=False)
+    for column, modality in enumerate(modalities):
+        conductance_ax, lr_ax = axes[0, column], axes[1, column]
+        for model_name, rows in data.groupby("model", sort=False):
+            if f"{modality}_lr" not in rows or rows[f"{modality}_lr"].isna().all():
+                continue
+            if f"{modality}_conductance" in rows:
+                conductance_ax.plot(rows["epoch"], rows[f"{modality}_conductance"], marker="o", label=model_name)
+            lr_ax.plot(rows["epoch"], rows[f"{modality}_lr"], marker="o", label=model_name)
+        conductance_ax.axhline(0.0, color="grey", linewidth=0.8, linestyle="--")
+        conductance_ax.set_title(f"{modality}: mean conductance")
+        rates = data[f"{modality}_lr"].dropna() if f"{modality}_lr" in data else pd.Series(dtype=float)
+        if not rates.empty:
+            # Limits first: a constant rate would otherwise give a zero-height log axis.
+            lr_ax.set_ylim(rates.min() / 2, rates.max() * 2)
+            lr_ax.set_yscale("log")
+        lr_ax.set_title(f"{modality}: learning rate")
+        lr_ax.set_xlabel("epoch")
+        lr_ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axes[0, 0].legend(fontsize=8)
     fig.tight_layout()
-    return fig
+    return fig, data

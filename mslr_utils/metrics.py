@@ -8,7 +8,9 @@ import numpy as np
 from sklearn.metrics import accuracy_score, f1_score, precision_recall_fscore_support
 
 # Score names accepted as a selection or Dynamic metric.
-SCORE_NAMES = ("accuracy", "f1_macro", "f1_weighted")
+SCORE_NAMES = ("accuracy", "f1_macro", "f1_weighted", "f1_micro", "f1_samples")
+MULTICLASS_SCORES = ("accuracy", "f1_macro", "f1_weighted")
+MULTILABEL_SCORES = ("f1_micro", "f1_macro", "f1_weighted", "f1_samples")
 
 
 def classification_scores(y_true, y_pred, class_names: Sequence[str]) -> dict[str, float]:
@@ -36,7 +38,32 @@ def classification_scores(y_true, y_pred, class_names: Sequence[str]) -> dict[st
     return scores
 
 
-def check_score_name(name: str) -> str:
-    if name not in SCORE_NAMES:
-        raise ValueError(f"unknown score {name!r}: use one of {', '.join(SCORE_NAMES)}")
+def multilabel_scores(y_true, y_pred, label_names: Sequence[str]) -> dict[str, float]:
+    """Return micro, macro, weighted and samples F1, and F1 per label, for 0/1 matrices.
+
+    ``zero_division=0``: a label never true and never predicted scores 0 in the macro
+    average, and a row with no true label and no predicted label scores 0 in the samples
+    average (both are undefined otherwise).
+    """
+    y_true = np.asarray(y_true).astype(int)
+    y_pred = np.asarray(y_pred).astype(int)
+    if y_true.shape != y_pred.shape or y_true.ndim != 2 or y_true.shape[1] != len(label_names):
+        raise ValueError(
+            f"expected two (samples, {len(label_names)}) label matrices, got {y_true.shape} and {y_pred.shape}"
+        )
+    scores = {
+        f"f1_{average}": float(f1_score(y_true, y_pred, average=average, zero_division=0))
+        for average in ("micro", "macro", "weighted", "samples")
+    }
+    per_label = f1_score(y_true, y_pred, average=None, zero_division=0)
+    for name, value in zip(label_names, per_label):
+        scores[f"f1_{name}"] = float(value)
+    return scores
+
+
+def check_score_name(name: str, multilabel: bool = False) -> str:
+    allowed = MULTILABEL_SCORES if multilabel else MULTICLASS_SCORES
+    if name not in allowed:
+        kind = "multi-label" if multilabel else "single-label"
+        raise ValueError(f"unknown score {name!r} for a {kind} task: use one of {', '.join(allowed)}")
     return name

@@ -41,25 +41,39 @@ class ModalityEncoder(nn.Module):
 
 
 class MLPEncoder(ModalityEncoder):
-    """A stack of ReLU linear layers; the last one is the top-level layer.
+    """A stack of linear layers with ReLU; the last one is the top-level layer.
 
-    ``num_layers=4, hidden=256`` is the paper's acoustic branch for MuSE. The baseline for
-    attribution is the all-zero vector, which is the training mean for standardised input.
+    ``num_layers=4, hidden=256`` is the acoustic branch for MuSE in Yao & Mihalcea (2022).
+    ``hidden_sizes`` sets each layer's width instead (for MM-IMDb, ``[2048, 512]`` with
+    ``top_activation=False``: a 2048-unit ReLU layer, then a linear 512-unit layer). The
+    baseline for attribution is the all-zero vector, the training mean of standardised input.
     """
 
-    def __init__(self, input_dim: int, hidden: int = DEFAULT_TOP_UNITS, num_layers: int = 4, dropout: float = 0.1):
+    def __init__(
+        self,
+        input_dim: int,
+        hidden: int = DEFAULT_TOP_UNITS,
+        num_layers: int = 4,
+        dropout: float = 0.1,
+        hidden_sizes: list[int] | None = None,
+        top_activation: bool = True,
+    ):
         super().__init__()
-        if num_layers < 1:
-            raise ValueError(f"MLPEncoder needs num_layers >= 1, got {num_layers}")
+        sizes = list(hidden_sizes) if hidden_sizes is not None else [hidden] * num_layers
+        if not sizes or any(int(s) < 1 for s in sizes):
+            raise ValueError(f"MLPEncoder needs at least one layer of positive width, got {sizes}")
         layers: list[nn.Module] = []
         width = input_dim
-        for _ in range(num_layers - 1):
-            layers += [nn.Linear(width, hidden), nn.ReLU(), nn.Dropout(dropout)]
-            width = hidden
+        for size in sizes[:-1]:
+            layers += [nn.Linear(width, size), nn.ReLU(), nn.Dropout(dropout)]
+            width = size
         self.body = nn.Sequential(*layers)
-        self.top = nn.Sequential(nn.Linear(width, hidden), nn.ReLU())
+        top_layers: list[nn.Module] = [nn.Linear(width, sizes[-1])]
+        if top_activation:
+            top_layers.append(nn.ReLU())
+        self.top = nn.Sequential(*top_layers)
         self.input_dim = input_dim
-        self.output_dim = hidden
+        self.output_dim = sizes[-1]
 
     def forward(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
         return self.top(self.body(inputs["features"]))
@@ -143,7 +157,7 @@ class TextEncoder(ModalityEncoder):
     """A pretrained BERT-family encoder, masked mean pooling, then the top-level layer.
 
     ``finetune_layers`` counts the transformer layers (from the top) that are trained;
-    ``None`` trains the whole encoder, embeddings included, as in the paper. With fewer,
+    ``None`` trains the whole encoder, embeddings included, as Yao & Mihalcea (2022) do. With fewer,
     the embeddings and lower layers are frozen, and ``cache_frozen`` can precompute
     their output once so that training runs only the upper layers.
 

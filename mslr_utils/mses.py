@@ -1,4 +1,4 @@
-"""Modality-specific early stopping (MSES), the paper's baseline.
+"""Modality-specific early stopping (MSES), a baseline in Yao & Mihalcea (2022).
 
 The fused model trains with one global rate. When a modality's unimodal validation score
 has not improved for ``patience`` epochs, that modality's best parameters (encoder and

@@ -33,7 +33,7 @@ class DynamicLR:
     """Rescale each named modality group of an optimizer from its validation scores.
 
     Call ``step(scores)`` once after each epoch with a mapping from group name to that
-    modality's unimodal validation score; the new rates apply to the next epoch. Groups
+    modality's unimodal validation score. The new rates apply to the next epoch. Groups
     not named in ``groups`` (for example ``shared``) keep their rate. If anything else
     changed a managed group's rate since the last step, ``step`` raises instead of
     silently overwriting it.

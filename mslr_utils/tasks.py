@@ -23,7 +23,7 @@ def reviews_model_factory(
     """Return ``make_model(modalities)`` for the reviews task.
 
     Every call seeds PyTorch first, so each strategy starts from the same initial heads
-    and top-level layers; the text encoder always starts from the pretrained weights.
+    and top-level layers. The text encoder always starts from the pretrained weights.
     """
 
     def make_model(modalities: Sequence[str]) -> LateFusionClassifier:

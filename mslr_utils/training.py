@@ -1,6 +1,6 @@
 """Training loop for every strategy, with per-epoch records and resumable checkpoints.
 
-The trainer sees only the training and validation splits: the Dynamic signal, MSES,
+The trainer receives only the training and validation splits: the Dynamic signal, MSES,
 early-stopping state and the choice of the best epoch all use validation scores. The
 test split is scored afterwards, once, by ``predict`` in the caller's final section.
 """
@@ -21,7 +21,13 @@ import torch.nn.functional as F
 
 from mslr_utils.data.splits import ModalSplit
 from mslr_utils.io import save_torch
-from mslr_utils.metrics import check_score_name, classification_scores
+from mslr_utils.metrics import (
+    MULTICLASS_SCORES,
+    MULTILABEL_SCORES,
+    check_score_name,
+    classification_scores,
+    multilabel_scores,
+)
 from mslr_utils.models import LateFusionClassifier
 from mslr_utils.mses import ModalityEarlyStopping
 from mslr_utils.optim import build_param_groups, check_strategy, make_optimizer
@@ -47,6 +53,7 @@ class TrainSettings:
     mses_patience: int = 3
     snapshot_epochs: tuple[int, ...] = ()  # epochs whose weights are kept for later scoring
     class_weights: tuple[float, ...] | None = None  # cross-entropy weight per class; None = unweighted
+    multilabel: bool = False  # labels are 0/1 rows; binary cross-entropy on every logit
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -54,8 +61,10 @@ class TrainSettings:
             raise ValueError(f"epochs must be at least 1, got {self.epochs}")
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {self.batch_size}")
-        check_score_name(self.selection_metric)
-        check_score_name(self.dynamic_metric)
+        check_score_name(self.selection_metric, self.multilabel)
+        check_score_name(self.dynamic_metric, self.multilabel)
+        if self.multilabel and self.class_weights is not None:
+            raise ValueError("class_weights apply to single-label tasks; leave them None for a multi-label task")
         self.snapshot_epochs = tuple(int(e) for e in self.snapshot_epochs)
         if self.class_weights is not None:
             self.class_weights = tuple(float(w) for w in self.class_weights)
@@ -77,7 +86,7 @@ class RunSpec:
 
 @dataclass
 class RunResult:
-    """What a finished run keeps: history, the best and snapshot weights."""
+    """Outcome of a finished run: its history and the best, final and snapshot weights."""
 
     name: str
     strategy: str
@@ -88,6 +97,7 @@ class RunResult:
     snapshots: dict[int, dict[str, torch.Tensor]] = field(default_factory=dict)
     group_report: pd.DataFrame | None = None
     seconds: float = 0.0
+    modalities: list[str] = field(default_factory=list)
 
     def state_at(self, which: str | int) -> dict[str, torch.Tensor]:
         """Return the weights for ``"best"``, ``"final"`` or a snapshot epoch number."""
@@ -135,9 +145,24 @@ def predict(model: LateFusionClassifier, split: ModalSplit, batch_size: int = 25
     return {"fused": torch.cat(fused), **{m: torch.cat(v) for m, v in per_modality.items()}}
 
 
-def score_logits(logits: dict[str, torch.Tensor], labels: torch.Tensor, class_names) -> dict[str, dict[str, float]]:
+def predicted_labels(logits: torch.Tensor, multilabel: bool = False) -> torch.Tensor:
+    """Return class indices (argmax), or 0/1 rows (sigmoid above 0.5, that is logit above 0)."""
+    return (logits > 0).long() if multilabel else logits.argmax(1)
+
+
+def score_logits(
+    logits: dict[str, torch.Tensor], labels: torch.Tensor, class_names, multilabel: bool = False
+) -> dict[str, dict[str, float]]:
+    """Score each entry of ``logits`` (fused and per modality) against ``labels``."""
     y = labels.cpu().numpy()
-    return {k: classification_scores(y, v.argmax(1).numpy(), class_names) for k, v in logits.items()}
+    score = multilabel_scores if multilabel else classification_scores
+    return {k: score(y, predicted_labels(v, multilabel).numpy(), class_names) for k, v in logits.items()}
+
+
+def compute_loss(logits: torch.Tensor, labels: torch.Tensor, weight: torch.Tensor | None, multilabel: bool) -> torch.Tensor:
+    if multilabel:
+        return F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype))
+    return F.cross_entropy(logits, labels, weight=weight)
 
 
 def _grad_norm(params: Sequence[torch.nn.Parameter]) -> float:
@@ -156,7 +181,7 @@ class Trainer:
     unimodal training loss, the mean gradient norm and the validation score, plus any
     values the ``epoch_callback`` returns (for example conductance). A checkpoint is
     written atomically after each epoch to ``checkpoint_dir/<name>-<fingerprint>.pt``,
-    where the fingerprint hashes the configuration; a new Trainer with the same
+    where the fingerprint hashes the configuration. A new Trainer with the same
     configuration and folder resumes from it, and a finished run loads without training.
     """
 
@@ -283,12 +308,13 @@ class Trainer:
         grad_norms = {m: [] for m in model.modalities}
         for inputs, labels in train.batches(self.settings.batch_size, shuffle=True, generator=self.generator):
             output = model(inputs)
-            loss = F.cross_entropy(output.logits, labels, weight=weight)
+            loss = compute_loss(output.logits, labels, weight, self.settings.multilabel)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             for m in model.modalities:
                 grad_norms[m].append(_grad_norm(self.modality_params[m]))
-                modality_losses[m].append(float(F.cross_entropy(output.modality_logits[m].detach(), labels, weight=weight)))
+                unimodal_loss = compute_loss(output.modality_logits[m].detach(), labels, weight, self.settings.multilabel)
+                modality_losses[m].append(float(unimodal_loss))
             self.optimizer.step()
             losses.append(float(loss.detach()))
         if not all(math.isfinite(v) for v in losses):
@@ -312,8 +338,9 @@ class Trainer:
             row.update({f"{m}_lr": lr for m, lr in self.current_lrs().items()})
             row.update(self._train_epoch(train))
 
-            scores = score_logits(predict(self.model, val, settings.eval_batch_size), val.labels, self.class_names)
-            for key in ("accuracy", "f1_macro", "f1_weighted"):
+            logits = predict(self.model, val, settings.eval_batch_size)
+            scores = score_logits(logits, val.labels, self.class_names, settings.multilabel)
+            for key in MULTILABEL_SCORES if settings.multilabel else MULTICLASS_SCORES:
                 row[f"val_{key}"] = scores["fused"][key]
             unimodal = {m: scores[m][settings.dynamic_metric] for m in self.model.modalities}
             for m, value in unimodal.items():
@@ -365,4 +392,5 @@ class Trainer:
             snapshots=dict(self.snapshots),
             group_report=self.group_report,
             seconds=self.seconds,
+            modalities=list(self.model.modalities),
         )

@@ -3,6 +3,7 @@ import torch
 from captum.attr import LayerConductance
 
 from mslr_utils.conductance import conductance_summary, evaluation_mode, modality_conductance
+from mslr_utils.data.splits import ModalSplit
 from conftest import make_model, make_split
 
 
@@ -66,3 +67,15 @@ def test_summary_reports_signed_and_absolute_means():
 def test_unknown_modality_raises():
     with pytest.raises(KeyError, match="no modality 'audio'"):
         modality_conductance(make_model(), make_split("val", 4, 8), "audio")
+
+
+def test_multilabel_conductance_is_mean_over_labels():
+    model = make_model().eval()
+    split = make_split("val", 6, 9)
+    averaged, _ = modality_conductance(model, split, "a", n_steps=16, multilabel=True)
+    per_label = []
+    for label in range(3):
+        targets = ModalSplit(split.name, split.inputs, torch.full((6,), label))
+        values, _ = modality_conductance(model, targets, "a", n_steps=16)
+        per_label.append(values)
+    assert torch.allclose(averaged, torch.stack(per_label).mean(0), atol=1e-6)

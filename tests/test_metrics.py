@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from mslr_utils.analysis import overlap_table, prediction_overlap
-from mslr_utils.metrics import classification_scores
+from mslr_utils.metrics import classification_scores, multilabel_scores
 
 CLASSES = ("neutral", "positive", "negative")
 
@@ -55,3 +55,28 @@ def test_overlap_table_rows_and_unknown_model():
     assert table.loc[0, "A=positive,B=neutral"] == 1
     with pytest.raises(KeyError, match="no predictions for"):
         overlap_table(predictions, [("A", "C")], CLASSES)
+
+
+GENRES = ("Drama", "Comedy", "Horror")
+
+
+def test_multilabel_f1_averages_by_hand():
+    y_true = np.array([[1, 0, 0], [0, 0, 0], [0, 1, 1]])  # the second row has no true genre
+    y_pred = np.array([[1, 0, 0], [0, 0, 0], [0, 1, 0]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        scores = multilabel_scores(y_true, y_pred, GENRES)
+    # micro: 2 true positives, 0 false positives, 1 false negative -> 2*2 / (2*2 + 0 + 1)
+    assert scores["f1_micro"] == pytest.approx(4 / 5)
+    # per label: Drama 1, Comedy 1, Horror 0 (never predicted)
+    assert scores["f1_Horror"] == 0.0
+    assert scores["f1_macro"] == pytest.approx(2 / 3)
+    # weighted by support 1, 1, 1
+    assert scores["f1_weighted"] == pytest.approx(2 / 3)
+    # samples: row 1 -> 1, row 2 (nothing true, nothing predicted) -> 0, row 3 -> 2/3
+    assert scores["f1_samples"] == pytest.approx((1 + 0 + 2 / 3) / 3)
+
+
+def test_multilabel_shape_mismatch_raises():
+    with pytest.raises(ValueError, match=r"\(samples, 3\) label matrices"):
+        multilabel_scores(np.zeros((2, 3)), np.zeros((2, 4)), GENRES)

@@ -25,10 +25,12 @@ def test_committed_notebook_is_clean(path):
     text = path.read_text(encoding="utf-8")
     nb = nbformat.reads(text, as_version=4)
     assert not ABSOLUTE_PATH.search(text), "machine path in notebook"
-    assert "widgets" not in nb.metadata and "papermill" not in nb.metadata
+    assert "widgets" not in nb.metadata
+    assert "papermill" not in nb.metadata
     assert nb.metadata["kernelspec"]["name"] == "python3"
     for cell in code_cells(nb):
-        assert "execution" not in cell.metadata and "papermill" not in cell.metadata
+        assert "execution" not in cell.metadata
+        assert "papermill" not in cell.metadata
         for output in cell.get("outputs", []):
             assert output.get("name") != "stderr", f"stderr output in cell {cell.source[:60]!r}"
             assert output.output_type != "error"

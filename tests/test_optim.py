@@ -6,7 +6,7 @@ import torch
 from mslr_utils.optim import build_param_groups, smooth_learning_rates, strategy_learning_rates, _check_partition
 from conftest import make_model
 
-# The paper's published rates: (unimodal rates, best global rate, published Smooth rates).
+# Rates reported by Yao & Mihalcea (2022) per task: unimodal, best global, and Smooth.
 PUBLISHED_SMOOTH = {
     "MuSE": ({"text": 2e-5, "audio": 5e-3}, 3e-4, {"text": 1e-4, "audio": 1e-3}),
     "MELD": ({"text": 1e-4, "audio": 1e-3}, 5e-4, {"text": 2.5e-4, "audio": 7.5e-4}),

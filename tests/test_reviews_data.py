@@ -38,7 +38,9 @@ def test_split_is_stratified_seeded_and_disjoint():
     task = load_reviews_task(fake_tokenize, max_train=200, max_val=80, max_test=100)
     again = load_reviews_task(fake_tokenize, max_train=200, max_val=80, max_test=100)
     ids = {name: set(split.ids) for name, split in task.splits.items()}
-    assert not ids["train"] & ids["val"] and not ids["train"] & ids["test"] and not ids["val"] & ids["test"]
+    assert not ids["train"] & ids["val"]
+    assert not ids["train"] & ids["test"]
+    assert not ids["val"] & ids["test"]
     assert task.splits["train"].ids == again.splits["train"].ids
     assert task.sizes.loc["train", "rows"] == 200
     shares = task.sizes[list(task.class_names)].div(task.sizes["rows"], axis=0)

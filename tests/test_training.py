@@ -51,7 +51,8 @@ def test_resume_equals_uninterrupted_run(splits, tmp_path):
     with pytest.raises(KeyboardInterrupt):
         interrupted.fit(splits["train"], splits["val"])
     resumed = Trainer(make_model(), spec, settings, CLASS_NAMES, tmp_path / "resumed")
-    assert resumed.try_resume() and len(resumed.history) == 2
+    assert resumed.try_resume()
+    assert len(resumed.history) == 2
     result = resumed.fit(splits["train"], splits["val"])
 
     columns = [c for c in expected.history.columns if c != "seconds"]
@@ -90,7 +91,7 @@ def test_dynamic_rates_follow_validation_scores(splits):
     ).fit(splits["train"], splits["val"])
     history = result.history
     scores = history["b_val_score"].tolist()
-    # Row i holds the rate used in epoch i + 1, set after epoch i from scores[:i].
+    # Row i contains the rate used in epoch i + 1, set after epoch i from scores[:i].
     assert history.loc[0, "b_lr"] == 4e-3
     assert history.loc[1, "b_lr"] == 4e-3
     for row in (2, 3):
@@ -115,7 +116,7 @@ def test_mses_restores_and_freezes_stalled_modality():
     assert all(p.requires_grad for _, p in model.modality_parameters()["b"])
 
 
-def test_mses_run_restores_best_and_ends_when_all_stop(splits):
+def test_mses_stops_all_and_restores_best(splits):
     settings = TrainSettings(epochs=6, batch_size=16, mses_patience=1)
     model = make_model()
     trainer = Trainer(model, RunSpec("MSES", "mses", 1e-2), settings, CLASS_NAMES)

