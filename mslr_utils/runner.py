@@ -40,11 +40,18 @@ def notebooks(selected: list[str] | None = None) -> list[Path]:
     return [by_stem[s] for s in selected]
 
 
-def load_profile(profile: str, notebook: Path) -> dict:
-    path = PROFILE_DIR / profile / f"{notebook.stem}.yaml"
-    if not path.exists():
+def load_profile(profile: str, notebook: Path) -> dict | None:
+    """Return the profile's parameters for ``notebook``, or None when the profile has no file for it.
+
+    A profile folder that does not exist at all is an error, so a misspelt name fails.
+    """
+    folder = PROFILE_DIR / profile
+    if not folder.is_dir():
         available = sorted(p.name for p in PROFILE_DIR.iterdir() if p.is_dir()) if PROFILE_DIR.exists() else []
-        raise SystemExit(f"profile file {shown(path)} not found: choose a profile from {available}")
+        raise SystemExit(f"profile folder {shown(folder)} not found: choose a profile from {available}")
+    path = folder / f"{notebook.stem}.yaml"
+    if not path.exists():
+        return None
     with open(path, encoding="utf-8") as handle:
         values = yaml.safe_load(handle) or {}
     if not isinstance(values, dict):
@@ -86,7 +93,11 @@ def run_notebooks(profile: str, selected: list[str] | None, output_dir: Path, ov
     quiet_environment()
     failures = 0
     for notebook in notebooks(selected):
-        parameters = {**load_profile(profile, notebook), **overrides}
+        profile_values = load_profile(profile, notebook)
+        if profile_values is None:
+            print(f"skipping {shown(notebook)}: profile {profile!r} has no {notebook.stem}.yaml")
+            continue
+        parameters = {**profile_values, **overrides}
         output = output_dir / profile / notebook.name
         output.parent.mkdir(parents=True, exist_ok=True)
         print(f"running {shown(notebook)} with profile {profile!r} -> {shown(output)}")

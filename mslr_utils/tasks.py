@@ -51,3 +51,32 @@ def cache_text(encoder: TextEncoder, splits: dict[str, ModalSplit], batch_size: 
         inputs["text"] = encoder.cache_frozen(split.inputs["text"], batch_size)
         cached[name] = ModalSplit(split.name, inputs, split.labels, split.ids)
     return cached
+
+
+def mmimdb_model_factory(
+    num_genres: int = 23,
+    text_dim: int = 300,
+    visual_dim: int = 4096,
+    dropout: float = 0.1,
+    seed: int = 0,
+):
+    """Return ``make_model(modalities)`` for MM-IMDb genres.
+
+    Each modality, as in Fujimori et al. (2019): a 2048-unit ReLU layer, then a linear
+    512-unit top-level layer, then a head with one logit per genre; the fused logits are
+    the sum of the two heads' logits.
+    """
+    dims = {"text": text_dim, "visual": visual_dim}
+
+    def make_model(modalities: Sequence[str]) -> LateFusionClassifier:
+        torch.manual_seed(seed)
+        encoders = {}
+        for modality in modalities:
+            if modality not in dims:
+                raise ValueError(f"MM-IMDb has modalities 'text' and 'visual', not {modality!r}")
+            encoders[modality] = MLPEncoder(
+                dims[modality], hidden_sizes=[2048, 512], dropout=dropout, top_activation=False
+            )
+        return LateFusionClassifier(encoders, num_genres, dropout=dropout)
+
+    return make_model

@@ -100,5 +100,22 @@ def test_unknown_profile_is_reported():
         cwd=REPO_ROOT, capture_output=True, text=True,
     )
     assert completed.returncode != 0
-    assert "profile file notebooks/profiles/nightly/" in completed.stderr
+    assert "profile folder notebooks/profiles/nightly not found" in completed.stderr
     assert "smoke" in completed.stderr
+
+
+def test_mmimdb_smoke_run_writes_tables(tmp_path):
+    output = tmp_path / "figures"
+    command = [
+        sys.executable, "-m", "mslr_utils.runner", "run", "--profile", "smoke", "--notebooks", "04_mmimdb_genre",
+        "--output-dir", str(tmp_path / "executed"), "-p", f"output_dir={output}",
+        "-p", f"checkpoint_dir={tmp_path / 'checkpoints'}", "-p", f"hdf5_path={tmp_path / 'fixture.hdf5'}",
+    ]
+    completed = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=900)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    table4 = pd.read_csv(output / "table4_f1.csv", index_col="model")
+    assert list(table4.columns) == ["epoch", "f1_micro", "f1_macro", "f1_weighted", "f1_samples"]
+    assert len(table4) == 7
+    table7 = pd.read_csv(output / "table7_conductance.csv")
+    assert list(table7["model"]) == ["Text-only", "Visual-only", "Joint-global", "Keep", "Keep"]
+    assert (output / "conductance_per_epoch.png").stat().st_size > 0
