@@ -7,6 +7,7 @@ else is shared. Model names follow Yao & Mihalcea (2022): ``<Modality>-only``, `
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
@@ -16,7 +17,7 @@ import pandas as pd
 
 from mslr_utils.data.splits import ModalSplit
 from mslr_utils.models import LateFusionClassifier
-from mslr_utils.optim import DISPLAY_NAMES, strategy_learning_rates
+from mslr_utils.optim import DISPLAY_NAMES, check_learning_rate, strategy_learning_rates
 from mslr_utils.training import (
     EpochCallback,
     RunResult,
@@ -28,6 +29,8 @@ from mslr_utils.training import (
     predicted_labels,
     score_logits,
 )
+
+log = logging.getLogger(__name__)
 
 ModelFactory = Callable[[Sequence[str]], LateFusionClassifier]
 CallbackFactory = Callable[[str], EpochCallback | None]
@@ -91,8 +94,9 @@ def search_learning_rates(
     """Linear search of each modality's best unimodal rate and of the best global rate.
 
     Each candidate trains for ``settings.epochs`` epochs; its score is the best fused
-    validation score over the epochs (``settings.selection_metric``). Ties go to the
-    earlier grid value. The winning unimodal runs are the unimodal baselines, and the
+    validation score over the epochs (``settings.selection_metric``). Grids run in
+    increasing order and ties go to the smaller rate. A best rate at either end of a grid
+    of two or more is logged as a warning, since the optimum may lie outside it. The winning unimodal runs are the unimodal baselines, and the
     winning global run is Joint-global, so they are returned for reuse.
     """
     rows = []
@@ -100,11 +104,16 @@ def search_learning_rates(
     unimodal_lrs: dict[str, float] = {}
     candidates = [(unimodal_name(m), [m], "unimodal", grid) for m, grid in unimodal_grids.items()]
     candidates.append((DISPLAY_NAMES["joint_global"], list(unimodal_grids), "joint_global", global_grid))
-    global_lr = float("nan")
-    for model_name, modalities, strategy, grid in candidates:
+    for model_name, _, _, grid in candidates:
         if not grid:
             raise ValueError(f"learning-rate grid for {model_name} is empty: give at least one rate")
+        for lr in grid:
+            check_learning_rate(f"{model_name} grid", lr)
+    global_lr = float("nan")
+    for model_name, modalities, strategy, grid in candidates:
+        grid = sorted(float(lr) for lr in grid)
         best_score = float("-inf")
+        best_lr = grid[0]
         for lr in grid:
             spec = RunSpec(f"{model_name}@{lr:g}", strategy, float(lr))
             _, result = train_run(
@@ -119,11 +128,18 @@ def search_learning_rates(
                 result.name = model_name
                 result.history["model"] = model_name
                 best_runs[model_name] = result
-                if strategy == "unimodal":
-                    unimodal_lrs[modalities[0]] = float(lr)
-                else:
-                    global_lr = float(lr)
-    return SearchResult(pd.DataFrame(rows), unimodal_lrs, global_lr, best_runs)
+                best_lr = float(lr)
+        if strategy == "unimodal":
+            unimodal_lrs[modalities[0]] = best_lr
+        else:
+            global_lr = best_lr
+        if len(grid) > 1 and best_lr in (grid[0], grid[-1]):
+            log.warning("%s: the best rate %g is at the edge of the grid %s; a wider grid may find a better one",
+                        model_name, best_lr, grid)
+    table = pd.DataFrame(rows)
+    best = {unimodal_name(m): lr for m, lr in unimodal_lrs.items()} | {DISPLAY_NAMES["joint_global"]: global_lr}
+    table["selected"] = [best[row.model] == row.lr for row in table.itertuples()]
+    return SearchResult(table, unimodal_lrs, global_lr, best_runs)
 
 
 def mslr_specs(

@@ -40,11 +40,22 @@ def save_figure(
 def plot_conductance_and_lr(history: pd.DataFrame, modalities: list[str]) -> tuple[plt.Figure, pd.DataFrame]:
     """Plot each modality's mean conductance (top row) and learning rate (bottom row) per epoch.
 
-    One line per model in ``history`` (the concatenated run histories). Returns the figure
-    and the columns behind it, for ``save_figure``.
+    One line per model in ``history`` (the concatenated run histories), with the same
+    colour, marker and line style in every panel and one legend for the figure; lines
+    that coincide (Keep and Dynamic before Dynamic has history) stay visible through
+    their different styles. Returns the figure and the columns behind it.
     """
     columns = ["model", "epoch"] + [f"{m}_{kind}" for m in modalities for kind in ("conductance", "lr")]
     data = history[[c for c in columns if c in history]]
+    models = list(dict.fromkeys(data["model"]))
+    colours = plt.get_cmap("tab10")
+    markers = "osD^vP*X"
+    styles = ["-", "--", ":", "-."]
+    style = {
+        name: {"color": colours(i % 10), "marker": markers[i % len(markers)], "linestyle": styles[i % len(styles)],
+               "markersize": 5}
+        for i, name in enumerate(models)
+    }
     fig, axes = plt.subplots(2, len(modalities), figsize=(5.5 * len(modalities), 6.5), sharex=True, squeeze=False)
     for column, modality in enumerate(modalities):
         conductance_ax, lr_ax = axes[0, column], axes[1, column]
@@ -52,18 +63,21 @@ def plot_conductance_and_lr(history: pd.DataFrame, modalities: list[str]) -> tup
             if f"{modality}_lr" not in rows or rows[f"{modality}_lr"].isna().all():
                 continue
             if f"{modality}_conductance" in rows:
-                conductance_ax.plot(rows["epoch"], rows[f"{modality}_conductance"], marker="o", label=model_name)
-            lr_ax.plot(rows["epoch"], rows[f"{modality}_lr"], marker="o", label=model_name)
-        conductance_ax.axhline(0.0, color="grey", linewidth=0.8, linestyle="--")
-        conductance_ax.set_title(f"{modality}: mean conductance")
+                conductance_ax.plot(rows["epoch"], rows[f"{modality}_conductance"], label=model_name, **style[model_name])
+            lr_ax.plot(rows["epoch"], rows[f"{modality}_lr"], label=model_name, **style[model_name])
+        conductance_ax.axhline(0.0, color="grey", linewidth=0.8)
+        conductance_ax.set_title(f"{modality}: mean conductance of the top-level layer")
+        conductance_ax.set_ylabel("conductance (logit units)")
         rates = data[f"{modality}_lr"].dropna() if f"{modality}_lr" in data else pd.Series(dtype=float)
         if not rates.empty:
             # Limits first: a constant rate would otherwise give a zero-height log axis.
             lr_ax.set_ylim(rates.min() / 2, rates.max() * 2)
             lr_ax.set_yscale("log")
         lr_ax.set_title(f"{modality}: learning rate")
+        lr_ax.set_ylabel("AdamW learning rate")
         lr_ax.set_xlabel("epoch")
         lr_ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    axes[0, 0].legend(fontsize=8)
-    fig.tight_layout()
+    handles = [plt.Line2D([], [], label=name, **style[name]) for name in models]
+    fig.legend(handles=handles, loc="lower center", ncol=min(len(models), 7), fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
     return fig, data

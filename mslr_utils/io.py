@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Callable
@@ -42,3 +43,30 @@ def write_json(path: str | os.PathLike, obj: Any) -> Path:
 
 def save_torch(path: str | os.PathLike, obj: Any) -> Path:
     return atomic_write(path, lambda tmp: torch.save(obj, tmp))
+
+
+class ResultFolder:
+    """Write a run's outputs into a staging folder and swap it in only when the run finishes.
+
+    ``path`` is ``<target>.partial`` until ``commit()``, which replaces ``target`` with
+    it. A run that fails midway leaves the previous results in ``target`` untouched
+    and its partial outputs in ``<target>.partial`` for inspection.
+    """
+
+    def __init__(self, target: str | os.PathLike):
+        self.target = Path(target)
+        self.path = self.target.with_name(self.target.name + ".partial")
+        if self.path.exists():
+            shutil.rmtree(self.path)
+        self.path.mkdir(parents=True)
+
+    def commit(self) -> Path:
+        previous = self.target.with_name(self.target.name + ".previous")
+        if previous.exists():
+            shutil.rmtree(previous)
+        if self.target.exists():
+            os.replace(self.target, previous)
+        os.replace(self.path, self.target)
+        if previous.exists():
+            shutil.rmtree(previous)
+        return self.target

@@ -26,9 +26,15 @@ class ModalityEarlyStopping:
         self.best_states: dict[str, dict[str, torch.Tensor]] = {}
         self.waits = {m: 0 for m in model.modalities}
         self.stopped: dict[str, int] = {}
+        # Frozen parameters (a pretrained encoder's lower layers) never change, so the
+        # saved best states hold only the parameters that train.
+        self.trainable = {
+            m: {n for n, p in params if p.requires_grad} for m, params in model.modality_parameters().items()
+        }
 
     def _modality_state(self, modality: str) -> dict[str, torch.Tensor]:
-        return {n: p.detach().clone() for n, p in self.model.modality_parameters()[modality]}
+        trainable = self.trainable[modality]
+        return {n: p.detach().clone() for n, p in self.model.modality_parameters()[modality] if n in trainable}
 
     def _freeze(self, modality: str) -> None:
         for _, p in self.model.modality_parameters()[modality]:

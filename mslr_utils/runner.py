@@ -12,6 +12,8 @@ command exits non-zero and names the notebook and cell of the first failure.
 from __future__ import annotations
 
 import argparse
+import ast
+import logging
 import os
 import sys
 from pathlib import Path
@@ -24,6 +26,8 @@ NOTEBOOK_DIR = REPO_ROOT / "notebooks"
 PROFILE_DIR = NOTEBOOK_DIR / "profiles"
 EXECUTED_DIR = REPO_ROOT / "runs" / "executed"
 KERNEL_NAME = "python3"
+# ipykernel 7 warns on stderr at every start that its local TCP sockets are unencrypted.
+KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=ERROR"]
 QUIET_ENV = {"TQDM_DISABLE": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1", "HF_HUB_OFFLINE": "1",
              "TRANSFORMERS_OFFLINE": "1", "MPLBACKEND": "Agg", "PYDEVD_DISABLE_FILE_VALIDATION": "1"}
 
@@ -87,10 +91,22 @@ def failed_cell(notebook_path: Path) -> str:
     return "no cell with an error output"
 
 
+def check_parameter_names(notebook: Path, parameters: dict) -> None:
+    """Raise SystemExit for a parameter the notebook's ``parameters`` cell does not define."""
+    from papermill.inspection import inspect_notebook
+
+    known = set(inspect_notebook(str(notebook)))
+    unknown = sorted(set(parameters) - known)
+    if unknown:
+        raise SystemExit(f"{notebook.name} has no parameter {unknown}: its parameters are {sorted(known)}")
+
+
 def run_notebooks(profile: str, selected: list[str] | None, output_dir: Path, overrides: dict) -> int:
     import papermill
 
     quiet_environment()
+    # Cell outputs (epoch logs, tables) stream to the terminal while a notebook runs.
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
     failures = 0
     for notebook in notebooks(selected):
         profile_values = load_profile(profile, notebook)
@@ -98,6 +114,7 @@ def run_notebooks(profile: str, selected: list[str] | None, output_dir: Path, ov
             print(f"skipping {shown(notebook)}: profile {profile!r} has no {notebook.stem}.yaml")
             continue
         parameters = {**profile_values, **overrides}
+        check_parameter_names(notebook, parameters)
         output = output_dir / profile / notebook.name
         output.parent.mkdir(parents=True, exist_ok=True)
         print(f"running {shown(notebook)} with profile {profile!r} -> {shown(output)}")
@@ -109,11 +126,15 @@ def run_notebooks(profile: str, selected: list[str] | None, output_dir: Path, ov
                 kernel_name=KERNEL_NAME,
                 cwd=str(NOTEBOOK_DIR),
                 progress_bar=False,
+                log_output=True,
+                extra_arguments=KERNEL_ARGUMENTS,
             )
         except papermill.PapermillExecutionError as error:
             failures += 1
+            # exec_count numbers the executed copy, which has papermill's injected-parameters cell.
             print(
-                f"FAILED {notebook.name}: code cell {error.exec_count} raised {error.ename}: {error.evalue}",
+                f"FAILED {notebook.name}: cell {error.exec_count} of the executed copy {shown(output)} "
+                f"raised {error.ename}: {error.evalue}",
                 file=sys.stderr,
             )
         except Exception as error:  # a kernel crash or timeout reaches here, not a cell error
@@ -144,18 +165,31 @@ def refresh_notebooks(selected: list[str] | None) -> int:
     for notebook in notebooks(selected):
         print(f"refreshing {shown(notebook)}")
         executed = papermill.execute_notebook(
-            str(notebook), None, kernel_name=KERNEL_NAME, cwd=str(NOTEBOOK_DIR), progress_bar=False
+            str(notebook), None, kernel_name=KERNEL_NAME, cwd=str(NOTEBOOK_DIR), progress_bar=False,
+            extra_arguments=KERNEL_ARGUMENTS,
         )
         # papermill marks the injected-parameters cell; with no parameters there is none.
         nbformat.write(clean_notebook(executed), str(notebook))
     return 0
 
 
+def parse_value(text: str) -> object:
+    """Read a command-line value: a Python literal first, else YAML.
+
+    Python literals read ``5e-4`` and ``[1e-4, 5e-4]`` as numbers (YAML 1.1 reads them
+    as strings); YAML adds ``null``, ``true`` and bare strings such as paths.
+    """
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return yaml.safe_load(text)
+
+
 def parse_override(text: str) -> tuple[str, object]:
     if "=" not in text:
         raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
     name, value = text.split("=", 1)
-    return name, yaml.safe_load(value)
+    return name, parse_value(value)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -170,9 +204,13 @@ def main(argv: list[str] | None = None) -> int:
     refresh = sub.add_parser("refresh", help="re-execute the committed notebooks with their defaults")
     refresh.add_argument("--notebooks", nargs="*", help="notebook names without .ipynb (default: all)")
     args = parser.parse_args(argv)
-    if args.command == "run":
-        return run_notebooks(args.profile, args.notebooks, args.output_dir, dict(args.parameter))
-    return refresh_notebooks(args.notebooks)
+    try:
+        if args.command == "run":
+            return run_notebooks(args.profile, args.notebooks, args.output_dir, dict(args.parameter))
+        return refresh_notebooks(args.notebooks)
+    except KeyboardInterrupt:
+        print("interrupted: rerun the same command to resume from the last finished epoch", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

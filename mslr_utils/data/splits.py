@@ -79,9 +79,10 @@ class ModalSplit:
         order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
         for start in range(0, n, batch_size):
             index = order[start : start + batch_size]
+            # index_select gathers rows faster than advanced indexing (measured on CPU).
             yield (
-                {m: {k: t[index.to(t.device)] for k, t in ts.items()} for m, ts in self.inputs.items()},
-                self.labels[index.to(self.labels.device)],
+                {m: {k: t.index_select(0, index.to(t.device)) for k, t in ts.items()} for m, ts in self.inputs.items()},
+                self.labels.index_select(0, index.to(self.labels.device)),
             )
 
 
