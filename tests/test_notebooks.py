@@ -90,8 +90,8 @@ def test_command_line_parameter_changes_result(smoke_runs):
 def test_failed_cell_is_named(tmp_path):
     completed, _ = run_smoke(tmp_path, "early_epoch=5")
     assert completed.returncode == 1
-    assert "FAILED 01_reviews_mslr.ipynb: code cell" in completed.stderr
-    assert "early_epoch must be between 1 and epochs" in completed.stderr
+    assert "FAILED 01_reviews_mslr.ipynb: cell" in completed.stderr
+    assert "parameter early_epoch=5 is invalid" in completed.stderr
 
 
 def test_unknown_profile_is_reported():
