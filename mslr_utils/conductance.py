@@ -9,8 +9,10 @@ the fused prediction.
 Choices made here:
 - Target: the true class of each sample, so that every model is measured on the same
   outputs (the predicted class would differ between models). For a multi-label task the
-  target is every label's logit, averaged. Conductance is linear in the output, so this
-  equals the per-label conductance averaged over labels, in one Captum call.
+  target is every label's logit, signed +1 where the label is true and -1 where it is
+  absent, averaged over labels: positive conductance then pushes towards the true label
+  set, as for a single label. Conductance is linear in the output, so this equals the
+  signed per-label conductance averaged over labels, computed in one Captum call.
 - Baselines: each encoder's own (``attribution_inputs``): zeros (the training mean) for
   standardised features, all-[PAD] word embeddings with [CLS] and [SEP] kept for text.
 - Output: the fused logits. Because fusion is additive, the other modalities add a
@@ -46,9 +48,9 @@ def evaluation_mode(model: torch.nn.Module) -> Iterator[None]:
 def _fused_forward(model: LateFusionClassifier, modality: str, multilabel: bool = False):
     encoder = model.encoders[modality]
 
-    def forward(x: torch.Tensor, other_logits: torch.Tensor, *extra: torch.Tensor) -> torch.Tensor:
+    def forward(x: torch.Tensor, other_logits: torch.Tensor, label_signs: torch.Tensor, *extra: torch.Tensor):
         logits = model.modality_logits(modality, encoder.forward_from_attribution(x, *extra)) + other_logits
-        return logits.mean(1) if multilabel else logits
+        return (logits * label_signs).mean(1) if multilabel else logits
 
     return forward
 
@@ -79,11 +81,13 @@ def modality_conductance(
                 output = model(inputs)
                 other = output.logits - output.modality_logits[modality]
             x, baseline, extra = encoder.attribution_inputs(inputs[modality])
+            # +1 for a true label, -1 for an absent one (unused for a single-label task).
+            label_signs = (2 * labels - 1).to(other.dtype) if multilabel else torch.zeros(len(labels), 1)
             attribution, delta = layer_conductance.attribute(
                 x,
                 baselines=baseline,
                 target=None if multilabel else labels,
-                additional_forward_args=(other, *extra),
+                additional_forward_args=(other, label_signs.to(other.device), *extra),
                 n_steps=n_steps,
                 method=method,
                 return_convergence_delta=True,

@@ -179,7 +179,12 @@ def evaluate_on_test(
         logits = predict(model, test.select_modalities(modalities))
         predictions[name] = predicted_labels(logits["fused"], multilabel).numpy()
         scores = score_logits({"fused": logits["fused"]}, test.labels, class_names, multilabel)["fused"]
-        epoch = result.best_epoch if which == "best" else (len(result.history) if which == "final" else which)
+        if which == "best":
+            epoch = result.best_epoch
+        elif which == "final":
+            epoch = len(result.history)
+        else:
+            epoch = which
         rows.append({"model": name, "epoch": int(epoch), **scores})
     return pd.DataFrame(rows).set_index("model"), predictions
 

@@ -41,7 +41,7 @@ def plot_conductance_and_lr(history: pd.DataFrame, modalities: list[str]) -> tup
     """Plot each modality's mean conductance (top row) and learning rate (bottom row) per epoch.
 
     One line per model in ``history`` (the concatenated run histories), with the same
-    colour, marker and line style in every panel and one legend for the figure; lines
+    colour, marker and line style in every panel and one legend for the figure. Lines
     that coincide (Keep and Dynamic before Dynamic has history) stay visible through
     their different styles. Returns the figure and the columns behind it.
     """

@@ -69,13 +69,17 @@ def test_unknown_modality_raises():
         modality_conductance(make_model(), make_split("val", 4, 8), "audio")
 
 
-def test_multilabel_conductance_is_mean_over_labels():
+def test_multilabel_conductance_is_signed_label_mean():
     model = make_model().eval()
     split = make_split("val", 6, 9)
-    averaged, _ = modality_conductance(model, split, "a", n_steps=16, multilabel=True)
+    labels = torch.tensor([[1, 0, 1], [0, 0, 0], [1, 1, 1], [0, 1, 0], [1, 0, 0], [0, 0, 1]])
+    multilabel = ModalSplit(split.name, split.inputs, labels)
+    averaged, delta = modality_conductance(model, multilabel, "a", n_steps=16, multilabel=True)
     per_label = []
     for label in range(3):
         targets = ModalSplit(split.name, split.inputs, torch.full((6,), label))
         values, _ = modality_conductance(model, targets, "a", n_steps=16)
-        per_label.append(values)
+        sign = (2 * labels[:, label] - 1).float()[:, None]
+        per_label.append(values * sign)
     assert torch.allclose(averaged, torch.stack(per_label).mean(0), atol=1e-6)
+    assert delta.abs().max() < 1e-2
