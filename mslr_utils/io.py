@@ -24,6 +24,10 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp_name)
+    # mkstemp creates the file as 0600; give it the mode an ordinary open() would (umask).
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp_path, 0o666 & ~umask)
     try:
         write(tmp_path)
         os.replace(tmp_path, path)
@@ -48,9 +52,10 @@ def save_torch(path: str | os.PathLike, obj: Any) -> Path:
 class ResultFolder:
     """Write a run's outputs into a staging folder and swap it in only when the run finishes.
 
-    ``path`` is ``<target>.partial`` until ``commit()``, which replaces ``target`` with
-    it. A run that fails midway leaves the previous results in ``target`` untouched
-    and its partial outputs in ``<target>.partial`` for inspection.
+    ``path`` is ``<target>.partial``, created by the first file written into it, until
+    ``commit()`` replaces ``target`` with it. A run that fails midway leaves the previous
+    results in ``target`` untouched and its partial outputs in ``<target>.partial``; a run
+    that fails before writing anything leaves no folder.
     """
 
     def __init__(self, target: str | os.PathLike):
@@ -58,9 +63,9 @@ class ResultFolder:
         self.path = self.target.with_name(self.target.name + ".partial")
         if self.path.exists():
             shutil.rmtree(self.path)
-        self.path.mkdir(parents=True)
 
     def commit(self) -> Path:
+        self.path.mkdir(parents=True, exist_ok=True)
         previous = self.target.with_name(self.target.name + ".previous")
         if previous.exists():
             shutil.rmtree(previous)

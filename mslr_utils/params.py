@@ -35,6 +35,9 @@ def _rate_grid(params: Mapping[str, Any], name: str) -> None:
 
 def check_parameters(params: Mapping[str, Any], multilabel: bool = False) -> None:
     """Raise ValueError naming the first invalid parameter among those present in ``params``."""
+    seed = params.get("seed", 0)
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
+        raise _fail("seed", seed, "an integer in [0, 2**32 - 1]")
     for name in ("epochs", "batch_size", "dynamic_window", "mses_patience", "early_epoch",
                  "conductance_samples", "conductance_steps", "top_units", "max_length"):
         if name in params:

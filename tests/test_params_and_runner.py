@@ -1,3 +1,4 @@
+import os
 import subprocess
 
 import pytest
@@ -6,7 +7,7 @@ import torch
 from mslr_utils.data import reviews
 from mslr_utils.experiment import search_learning_rates
 from mslr_utils.figures import plot_conductance_and_lr
-from mslr_utils.io import ResultFolder
+from mslr_utils.io import ResultFolder, write_text
 from mslr_utils.params import check_parameters
 from mslr_utils.runner import check_parameter_names, notebooks, parse_value
 from mslr_utils.training import RunSpec, Trainer, TrainSettings
@@ -67,14 +68,29 @@ def test_result_folder_replaces_only_on_commit(tmp_path):
     target.mkdir()
     (target / "metrics.csv").write_text("old")
     failed = ResultFolder(target)
-    (failed.path / "metrics.csv").write_text("half")
+    assert not failed.path.exists(), "nothing is created before the first write"
+    write_text(failed.path / "metrics.csv", "half")
     assert (target / "metrics.csv").read_text() == "old"
     finished = ResultFolder(target)
-    assert not (finished.path / "metrics.csv").exists(), "a new run starts from an empty staging folder"
-    (finished.path / "metrics.csv").write_text("new")
+    assert not finished.path.exists(), "a new run starts without the failed run's files"
+    write_text(finished.path / "metrics.csv", "new")
     finished.commit()
     assert (target / "metrics.csv").read_text() == "new"
     assert not finished.path.exists()
+
+
+def test_atomic_write_uses_umask_mode(tmp_path):
+    path = write_text(tmp_path / "table.csv", "a,b\n")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_invalid_seed_is_named():
+    with pytest.raises(ValueError, match=r"parameter seed='abc' is invalid"):
+        check_parameters({**VALID, "seed": "abc"})
+    with pytest.raises(ValueError, match=r"parameter seed=-1 is invalid"):
+        check_parameters({**VALID, "seed": -1})
 
 
 def test_corrupt_checkpoint_names_file(splits, tmp_path):

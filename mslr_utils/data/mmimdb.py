@@ -126,7 +126,8 @@ def load_mmimdb(
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(
-            f"MM-IMDb file not found at {path}: download multimodal_imdb.hdf5 (see data/README.md) and set hdf5_path"
+            f"MM-IMDb file not found at {path} ({path.resolve()}): download multimodal_imdb.hdf5 "
+            "(see data/README.md) and set hdf5_path"
         )
     try:
         handle = h5py.File(path, "r")

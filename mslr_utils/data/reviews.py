@@ -97,7 +97,10 @@ def read_table(path: Path | str = DEFAULT_PATH) -> pd.DataFrame:
     """Read the reviews table, check its columns and drop rows without review text."""
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"reviews table not found at {path}: run `{PREPARE_COMMAND}` first")
+        raise FileNotFoundError(
+            f"reviews table not found at {path} ({path.resolve()}): run `{PREPARE_COMMAND}` first, "
+            "or fix data_path (relative to notebooks/)"
+        )
     try:
         frame = pd.read_parquet(path)
     except Exception as error:  # pyarrow raises several unrelated types for a bad file
