@@ -34,7 +34,7 @@ def test_conductance_sums_to_change_of_target_logit():
     assert delta.abs().max() < 1e-3
 
 
-def test_constant_other_logits_equal_full_fused_forward():
+def test_constant_logits_match_fused_forward():
     # Captum run on a forward that recomputes modality a on every step must agree with
     # the shortcut that passes a's logits as a constant.
     model = make_model().eval()

@@ -104,7 +104,7 @@ def test_corrupt_checkpoint_names_file(splits, tmp_path):
         again.fit(splits["train"], splits["val"])
 
 
-def test_search_marks_selected_rate_and_warns_at_edge(splits, caplog):
+def test_search_flags_edge_rate(splits, caplog):
     factory = lambda modalities: make_model(tuple(modalities))  # noqa: E731
     settings = TrainSettings(epochs=1, batch_size=16)
     search = search_learning_rates(factory, splits["train"], splits["val"], {"a": [1e-2, 1e-4], "b": [1e-3]},
