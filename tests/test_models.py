@@ -86,3 +86,15 @@ def test_missing_model_folder_raises(tmp_path):
 def test_invalid_finetune_layers_raise():
     with pytest.raises(ValueError, match="finetune_layers must be between 0 and 6"):
         TextEncoder(finetune_layers=7)
+
+
+def test_full_finetune_trains_whole_encoder():
+    encoder = TextEncoder(finetune_layers=None).eval()
+    assert encoder.frozen_layers == 0
+    assert all(p.requires_grad for p in encoder.parameters())
+    tokens = encoder.tokenize(TEXTS, max_length=16)
+    with torch.no_grad():
+        reference = encoder.top(mean_pool(encoder.bert(**tokens).last_hidden_state, tokens["attention_mask"]))
+        assert torch.allclose(encoder(tokens), reference, atol=1e-5)
+    with pytest.raises(ValueError, match="all layers are trained"):
+        encoder.cache_frozen(tokens)
