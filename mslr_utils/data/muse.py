@@ -84,7 +84,7 @@ def scan_release(root: str | Path, layout: MuSELayout = MuSELayout(), on_missing
     Returns ``(table, report)``: one row per utterance with ``id``, ``speaker``, ``label``,
     ``transcript`` and ``wav``. A ``Type`` other than S/NS or a duplicate id always
     raises, listing the ids. An utterance that lacks a transcript or a wav, or a file
-    with no label, raises with ``on_missing="error"``; with ``"skip"`` it is dropped and
+    with no label, raises with ``on_missing="error"``. With ``"skip"`` it is dropped and
     listed in the report.
     """
     if on_missing not in ON_MISSING:
@@ -153,8 +153,8 @@ def extract_egemaps(wavs: Mapping[str, str | Path], cache_path: str | Path | Non
     """Return the 88 eGeMAPSv02 functionals per utterance id (rows in the order of ``wavs``).
 
     With ``cache_path`` (a parquet file), an id whose wav has the cached SHA-256 and
-    feature set is read from the cache; others are extracted, and the cache is rewritten
-    atomically. Unreadable wav files raise, listing their ids.
+    feature set is read from the cache. Other ids are extracted, and then the cache is
+    rewritten atomically. Unreadable wav files raise, listing their ids.
     """
     import opensmile
 
@@ -192,8 +192,8 @@ def split_utterances(
     """Split utterance ids into train, validation and test in the proportions of ``sizes``.
 
     ``"speaker"`` keeps every speaker in one split: speakers are shuffled with ``seed`` and
-    assigned to test, then validation, until each holds its share of utterances; the rest
-    train. ``"random"`` is a stratified split by label.
+    assigned to test, then validation, until each contains its share of utterances. The
+    remaining speakers go to train. ``"random"`` is a stratified split by label.
     """
     fractions = np.asarray(sizes, dtype=float) / float(sum(sizes))
     if mode == "random":
@@ -224,9 +224,8 @@ def write_miniature(
 ) -> Path:
     """Write a small synthetic release in ``layout``: labels CSV, transcripts and wav files.
 
-    Half of each speaker's utterances are stressed; those are louder and higher-pitched
-    tones with noise, and their transcripts use a few stress words, so both modalities
-    carry signal. This is test data, not MuSE.
+    Half of each speaker's utterances are stressed. Those are louder, higher-pitched tones
+    with noise, and their transcripts use stress words, so both modalities carry signal. This is test data, not MuSE.
     """
     import wave
 
