@@ -80,3 +80,31 @@ def mmimdb_model_factory(
         return LateFusionClassifier(encoders, num_genres, dropout=dropout)
 
     return make_model
+
+
+def muse_model_factory(
+    text_model_dir: str | None = None,
+    finetune_layers: int | None = None,
+    audio_dim: int = 88,
+    top_units: int = 256,
+    dropout: float = 0.1,
+    seed: int = 0,
+):
+    """Return ``make_model(modalities)`` for MuSE: a BERT-family text encoder and a 4-layer MLP on eGeMAPS.
+
+    Both end in a 256-unit top-level layer; the two heads' logits are summed (2 classes).
+    """
+
+    def make_model(modalities: Sequence[str]) -> LateFusionClassifier:
+        torch.manual_seed(seed)
+        encoders = {}
+        for modality in modalities:
+            if modality == "text":
+                encoders["text"] = TextEncoder(text_model_dir, hidden=top_units, finetune_layers=finetune_layers)
+            elif modality == "audio":
+                encoders["audio"] = MLPEncoder(audio_dim, hidden=top_units, num_layers=4, dropout=dropout)
+            else:
+                raise ValueError(f"MuSE has modalities 'text' and 'audio', not {modality!r}")
+        return LateFusionClassifier(encoders, 2, dropout=dropout)
+
+    return make_model

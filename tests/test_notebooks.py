@@ -119,3 +119,25 @@ def test_mmimdb_smoke_run_writes_tables(tmp_path):
     table7 = pd.read_csv(output / "table7_conductance.csv")
     assert list(table7["model"]) == ["Text-only", "Visual-only", "Joint-global", "Keep", "Keep"]
     assert (output / "conductance_per_epoch.png").stat().st_size > 0
+
+
+def test_muse_smoke_run_writes_tables(tmp_path):
+    output = tmp_path / "figures"
+    command = [
+        sys.executable, "-m", "mslr_utils.runner", "run", "--profile", "smoke", "--notebooks", "02_muse_stress",
+        "--output-dir", str(tmp_path / "executed"), "-p", f"output_dir={output}",
+        "-p", f"checkpoint_dir={tmp_path / 'checkpoints'}", "-p", f"muse_root={tmp_path / 'muse'}",
+        "-p", f"feature_cache={tmp_path / 'cache.parquet'}",
+    ]
+    completed = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=900)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    table2 = pd.read_csv(output / "table2_metrics.csv", index_col="model")
+    assert list(table2.columns) == ["epoch", "accuracy", "precision_stressed", "recall_stressed", "f1_stressed"]
+    assert len(table2) == 7
+    table1 = pd.read_csv(output / "table1_overlap.csv")
+    assert list(table1.columns) == ["model_a", "model_b", "overlap", "1-1", "0-0", "1-0", "0-1"]
+    assert (table1[["1-1", "0-0", "1-0", "0-1"]].sum(axis=1) == 8).all()  # one test speaker, 8 utterances
+    table5 = pd.read_csv(output / "table5_conductance.csv")
+    assert list(table5["model"]) == ["Text-only", "Audio-only", "Joint-global", "Keep", "Keep"]
+    summary = json.loads((output / "run_summary.json").read_text())
+    assert summary["split_mode"] == "speaker"

@@ -264,3 +264,65 @@ def write_miniature(
     labels_path.parent.mkdir(parents=True, exist_ok=True)
     pd.DataFrame(rows).to_csv(labels_path, index=False)
     return root
+
+
+@dataclass
+class MuSETask:
+    """The split stress task: tokenised transcripts, standardised eGeMAPS features, labels."""
+
+    splits: dict
+    class_names: tuple[str, ...]
+    sizes: pd.DataFrame
+    report: ScanReport
+    split_mode: str
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+
+def load_muse_task(
+    root: str | Path,
+    tokenize,
+    layout: MuSELayout = MuSELayout(),
+    split_mode: str = "speaker",
+    split_sizes: Sequence[int] = PAPER_SPLIT_SIZES,
+    seed: int = 0,
+    cache_path: str | Path | None = None,
+    on_missing: str = "error",
+):
+    """Scan the release, extract (or read cached) audio features and split by ``split_mode``.
+
+    ``tokenize(texts)`` returns ``input_ids`` and ``attention_mask``. The audio features
+    are standardised with the training split's mean and standard deviation.
+    """
+    import torch
+    from sklearn.preprocessing import StandardScaler
+
+    from mslr_utils.data.splits import ModalSplit
+
+    table, report = scan_release(root, layout, on_missing)
+    if table.empty:
+        raise ValueError(f"{root}: no utterance has a label, a transcript and a wav file")
+    features = extract_egemaps(dict(zip(table["id"], table["wav"])), cache_path)
+    parts = split_utterances(table, split_mode, split_sizes, seed)
+    by_id = table.set_index("id")
+    scaler = StandardScaler().fit(features.loc[parts["train"]].to_numpy())
+    splits, size_rows = {}, []
+    for name in ("train", "val", "test"):
+        ids = parts[name]
+        if not ids:
+            raise ValueError(f"{root}: the {split_mode} split left no utterance in '{name}'; use more speakers")
+        tokens = tokenize(by_id.loc[ids, "transcript"].tolist())
+        audio = torch.as_tensor(scaler.transform(features.loc[ids].to_numpy()), dtype=torch.float32)
+        labels = torch.tensor(by_id.loc[ids, "label"].to_numpy(dtype=np.int64))
+        splits[name] = ModalSplit(
+            name,
+            {"text": {"input_ids": tokens["input_ids"], "attention_mask": tokens["attention_mask"]},
+             "audio": {"features": audio}},
+            labels,
+            ids=list(ids),
+        )
+        size_rows.append({"split": name, "rows": len(ids), "speakers": by_id.loc[ids, "speaker"].nunique(),
+                          "stressed": int(labels.sum()), "not stressed": int((labels == 0).sum())})
+    return MuSETask(splits, CLASS_NAMES, pd.DataFrame(size_rows).set_index("split"), report, split_mode)
