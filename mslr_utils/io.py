@@ -54,7 +54,7 @@ class ResultFolder:
 
     ``path`` is ``<target>.partial``, created by the first file written into it, until
     ``commit()`` replaces ``target`` with it. A run that fails midway leaves the previous
-    results in ``target`` untouched and its partial outputs in ``<target>.partial``; a run
+    results in ``target`` untouched and its partial outputs in ``<target>.partial``. A run
     that fails before writing anything leaves no folder.
     """
 

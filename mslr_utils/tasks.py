@@ -10,8 +10,9 @@ from mslr_utils.data.splits import ModalSplit
 from mslr_utils.models import LateFusionClassifier, MLPEncoder, TextEncoder
 
 
-def reviews_model_factory(
-    tabular_dim: int,
+def text_and_features_factory(
+    feature_modality: str,
+    feature_dim: int,
     num_classes: int,
     text_model_dir: str | None = None,
     finetune_layers: int | None = None,
@@ -20,10 +21,12 @@ def reviews_model_factory(
     dropout: float = 0.1,
     seed: int = 0,
 ):
-    """Return ``make_model(modalities)`` for the reviews task.
+    """Return ``make_model(modalities)`` for a text modality plus one feature-vector modality.
 
-    Every call seeds PyTorch first, so each strategy starts from the same initial heads
-    and top-level layers. The text encoder always starts from the pretrained weights.
+    Text goes through ``TextEncoder``; ``feature_modality`` goes through an ``MLPEncoder``
+    of ``mlp_layers`` layers of ``top_units`` units. Every call seeds PyTorch first, so
+    each strategy starts from the same initial heads and top-level layers. The text
+    encoder always starts from the pretrained weights.
     """
 
     def make_model(modalities: Sequence[str]) -> LateFusionClassifier:
@@ -32,13 +35,18 @@ def reviews_model_factory(
         for modality in modalities:
             if modality == "text":
                 encoders["text"] = TextEncoder(text_model_dir, hidden=top_units, finetune_layers=finetune_layers)
-            elif modality == "tabular":
-                encoders["tabular"] = MLPEncoder(tabular_dim, hidden=top_units, num_layers=mlp_layers, dropout=dropout)
+            elif modality == feature_modality:
+                encoders[modality] = MLPEncoder(feature_dim, hidden=top_units, num_layers=mlp_layers, dropout=dropout)
             else:
-                raise ValueError(f"reviews task has modalities 'text' and 'tabular', not {modality!r}")
+                raise ValueError(f"this task has modalities 'text' and {feature_modality!r}, not {modality!r}")
         return LateFusionClassifier(encoders, num_classes, dropout=dropout)
 
     return make_model
+
+
+def reviews_model_factory(tabular_dim: int, num_classes: int, **options):
+    """Return ``make_model(modalities)`` for the reviews task: text and a 4-layer tabular MLP."""
+    return text_and_features_factory("tabular", tabular_dim, num_classes, **options)
 
 
 def cache_text(encoder: TextEncoder, splits: dict[str, ModalSplit], batch_size: int = 64) -> dict[str, ModalSplit]:
@@ -63,7 +71,7 @@ def mmimdb_model_factory(
     """Return ``make_model(modalities)`` for MM-IMDb genres.
 
     Each modality, as in Fujimori et al. (2019): a 2048-unit ReLU layer, then a linear
-    512-unit top-level layer, then a head with one logit per genre; the fused logits are
+    512-unit top-level layer, then a head with one logit per genre. The fused logits are
     the sum of the two heads' logits.
     """
     dims = {"text": text_dim, "visual": visual_dim}
@@ -82,29 +90,9 @@ def mmimdb_model_factory(
     return make_model
 
 
-def muse_model_factory(
-    text_model_dir: str | None = None,
-    finetune_layers: int | None = None,
-    audio_dim: int = 88,
-    top_units: int = 256,
-    dropout: float = 0.1,
-    seed: int = 0,
-):
-    """Return ``make_model(modalities)`` for MuSE: a BERT-family text encoder and a 4-layer MLP on eGeMAPS.
+def muse_model_factory(audio_dim: int = 88, **options):
+    """Return ``make_model(modalities)`` for MuSE: text and a 4-layer, 256-unit MLP on eGeMAPS features.
 
-    Both end in a 256-unit top-level layer; the two heads' logits are summed (2 classes).
+    The two heads' logits are summed over the 2 classes.
     """
-
-    def make_model(modalities: Sequence[str]) -> LateFusionClassifier:
-        torch.manual_seed(seed)
-        encoders = {}
-        for modality in modalities:
-            if modality == "text":
-                encoders["text"] = TextEncoder(text_model_dir, hidden=top_units, finetune_layers=finetune_layers)
-            elif modality == "audio":
-                encoders["audio"] = MLPEncoder(audio_dim, hidden=top_units, num_layers=4, dropout=dropout)
-            else:
-                raise ValueError(f"MuSE has modalities 'text' and 'audio', not {modality!r}")
-        return LateFusionClassifier(encoders, 2, dropout=dropout)
-
-    return make_model
+    return text_and_features_factory("audio", audio_dim, 2, **options)

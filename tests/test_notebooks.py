@@ -46,10 +46,11 @@ def test_parameters_cell_holds_commented_literals(path):
         assert re.match(r"^\w+: [\w\[\]]+ = [^#]+  # \S", line), f"parameter without type or comment: {line!r}"
 
 
-def run_smoke(tmp_path, *overrides):
+def run_smoke(tmp_path, *overrides, notebook="01_reviews_mslr"):
+    """Run one notebook with the smoke profile, writing everything under ``tmp_path``."""
     output = tmp_path / "figures"
     command = [
-        sys.executable, "-m", "mslr_utils.runner", "run", "--profile", "smoke", "--notebooks", "01_reviews_mslr",
+        sys.executable, "-m", "mslr_utils.runner", "run", "--profile", "smoke", "--notebooks", notebook,
         "--output-dir", str(tmp_path / "executed"), "-p", f"output_dir={output}",
         "-p", f"checkpoint_dir={tmp_path / 'checkpoints'}", *(arg for o in overrides for arg in ("-p", o)),
     ]
@@ -105,13 +106,7 @@ def test_unknown_profile_is_reported():
 
 
 def test_mmimdb_smoke_run_writes_tables(tmp_path):
-    output = tmp_path / "figures"
-    command = [
-        sys.executable, "-m", "mslr_utils.runner", "run", "--profile", "smoke", "--notebooks", "04_mmimdb_genre",
-        "--output-dir", str(tmp_path / "executed"), "-p", f"output_dir={output}",
-        "-p", f"checkpoint_dir={tmp_path / 'checkpoints'}", "-p", f"hdf5_path={tmp_path / 'fixture.hdf5'}",
-    ]
-    completed = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=900)
+    completed, output = run_smoke(tmp_path, f"hdf5_path={tmp_path / 'fixture.hdf5'}", notebook="04_mmimdb_genre")
     assert completed.returncode == 0, completed.stderr[-3000:]
     table4 = pd.read_csv(output / "table4_f1.csv", index_col="model")
     assert list(table4.columns) == ["epoch", "f1_micro", "f1_macro", "f1_weighted", "f1_samples"]
@@ -122,14 +117,10 @@ def test_mmimdb_smoke_run_writes_tables(tmp_path):
 
 
 def test_muse_smoke_run_writes_tables(tmp_path):
-    output = tmp_path / "figures"
-    command = [
-        sys.executable, "-m", "mslr_utils.runner", "run", "--profile", "smoke", "--notebooks", "02_muse_stress",
-        "--output-dir", str(tmp_path / "executed"), "-p", f"output_dir={output}",
-        "-p", f"checkpoint_dir={tmp_path / 'checkpoints'}", "-p", f"muse_root={tmp_path / 'muse'}",
-        "-p", f"feature_cache={tmp_path / 'cache.parquet'}",
-    ]
-    completed = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=900)
+    completed, output = run_smoke(
+        tmp_path, f"muse_root={tmp_path / 'muse'}", f"feature_cache={tmp_path / 'cache.parquet'}",
+        notebook="02_muse_stress",
+    )
     assert completed.returncode == 0, completed.stderr[-3000:]
     table2 = pd.read_csv(output / "table2_metrics.csv", index_col="model")
     assert list(table2.columns) == ["epoch", "accuracy", "precision_stressed", "recall_stressed", "f1_stressed"]

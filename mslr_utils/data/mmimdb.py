@@ -210,9 +210,9 @@ def write_fixture(
 ) -> Path:
     """Write a synthetic file with the release's keys, attributes and split layout.
 
-    Genres are drawn with uneven prevalence (a few percent of rows have none); each modality's
-    features are the sum of its genres' random prototypes plus noise, with the poster
-    features noisier, so both modalities carry signal and fusion helps. ``split_rows`` of
+    Genres are drawn with uneven prevalence, and a few percent of rows have none. Each
+    modality's features are the sum of its genres' random prototypes plus noise (more
+    noise for the poster features), so both modalities carry signal and fusion helps. ``split_rows`` of
     (15552, 2608, 7799) gives the release's shapes. The ``images`` key is left out.
     This is test data, not MM-IMDb.
     """
