@@ -2,7 +2,6 @@ import os
 import subprocess
 
 import pytest
-import torch
 
 from mslr_utils.data import reviews
 from mslr_utils.experiment import search_learning_rates
