@@ -2,8 +2,8 @@
 
     python benchmarks/mmimdb_loading.py [--path FILE] [--epochs 1] [--device auto]
 
-Without ``--path`` a full-size synthetic file with the release's shapes (25,959 rows,
-300 + 4,096 features, 23 genres; no images) is written to a temporary folder. Both loops
+Without ``--path``, the script writes a full-size synthetic file with the release's shapes
+to a temporary folder: 25,959 rows, 300 + 4,096 features and 23 genres, without images. Both loops
 train the same fused model (Joint-global, AdamW 1e-3, batch 128, binary cross-entropy) on
 the training split and are timed side by side in one run:
 

@@ -46,10 +46,10 @@ def smooth_learning_rates(
     """Pull each modality's rate towards the global rate in log space.
 
     lr_smooth(N) = lr(N) ** (1 - weight) * global_lr ** weight. ``weight=0`` is Keep,
-    ``weight=1`` is Joint-global, and ``weight=0.5`` is the geometric midpoint, which
+    ``weight=1`` is Joint-global, and ``weight=0.5`` is the geometric midpoint. The midpoint
     matches the Smooth rates of Yao & Mihalcea (2022) to within their one-significant-figure
-    rounding (for example MELD 1e-4 and 1e-3 with global 5e-4 give 2.2e-4 and 7.1e-4,
-    published as 2.5e-4 and 7.5e-4).
+    rounding. For example, MELD's 1e-4 and 1e-3 with global 5e-4 give 2.2e-4 and 7.1e-4,
+    published as 2.5e-4 and 7.5e-4.
     """
     if not 0.0 <= weight <= 1.0:
         raise ValueError(f"smooth weight must be in [0, 1], got {weight}")

@@ -38,6 +38,7 @@ def check_parameters(params: Mapping[str, Any], multilabel: bool = False) -> Non
     seed = params.get("seed", 0)
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
         raise _fail("seed", seed, "an integer in [0, 2**32 - 1]")
+
     for name in ("epochs", "batch_size", "dynamic_window", "mses_patience", "early_epoch",
                  "conductance_samples", "conductance_steps", "top_units", "max_length"):
         if name in params:
@@ -45,12 +46,14 @@ def check_parameters(params: Mapping[str, Any], multilabel: bool = False) -> Non
     for name in ("max_train", "max_val", "max_test", "finetune_layers"):
         if name in params:
             _positive_int(params, name, allow_none=True)
+
     if "max_length" in params and params["max_length"] < 3:
         raise _fail("max_length", params["max_length"], "at least 3 tokens ([CLS], one token, [SEP])")
     if "early_epoch" in params and not params["early_epoch"] <= params["epochs"]:
         raise _fail("early_epoch", params["early_epoch"], f"an epoch between 1 and epochs={params['epochs']}")
     for name in [n for n in params if n.endswith("_lr_grid")]:
         _rate_grid(params, name)
+
     smooth = params.get("smooth_weight", 0.5)
     if isinstance(smooth, bool) or not isinstance(smooth, (int, float)) or not 0 <= smooth <= 1:
         raise _fail("smooth_weight", smooth, "a number in [0, 1]")
@@ -61,6 +64,7 @@ def check_parameters(params: Mapping[str, Any], multilabel: bool = False) -> Non
     if mses_lr is not None and (isinstance(mses_lr, bool) or not isinstance(mses_lr, (int, float))
                                 or not math.isfinite(mses_lr) or mses_lr <= 0):
         raise _fail("mses_lr", mses_lr, "a finite, positive learning rate or null (None)")
+
     allowed = MULTILABEL_SCORES if multilabel else MULTICLASS_SCORES
     if "selection_metric" in params and params["selection_metric"] not in allowed:
         raise _fail("selection_metric", params["selection_metric"], f"one of {', '.join(allowed)}")

@@ -200,10 +200,12 @@ class Trainer:
         self.settings = settings
         self.class_names = tuple(class_names)
         self.epoch_callback = epoch_callback
+
         if spec.strategy == "unimodal" and len(model.modalities) != 1:
             raise ValueError(f"run {spec.name!r}: strategy 'unimodal' needs a one-modality model, got {model.modalities}")
         if spec.strategy in ("keep", "smooth", "dynamic") and not isinstance(spec.lrs, Mapping):
             raise ValueError(f"run {spec.name!r}: strategy {spec.strategy!r} needs one rate per modality")
+
         groups, self.group_report = build_param_groups(model, spec.lrs, settings.weight_decay)
         self.param_names = [n for n, p in model.named_parameters() if p.requires_grad]
         self.modality_params = {
@@ -217,6 +219,7 @@ class Trainer:
         )
         self.mses = ModalityEarlyStopping(model, settings.mses_patience) if spec.strategy == "mses" else None
         self.generator = torch.Generator().manual_seed(settings.seed)
+
         self.config = {
             "spec": asdict(spec),
             "settings": asdict(settings),
@@ -229,6 +232,8 @@ class Trainer:
         self.checkpoint_path = (
             Path(checkpoint_dir) / f"{slug(spec.name)}-{self.fingerprint}.pt" if checkpoint_dir else None
         )
+
+        # Training state, saved in every checkpoint.
         self.history: list[dict] = []
         self.best_epoch = 0
         self.best_score = float("-inf")
@@ -279,17 +284,20 @@ class Trainer:
                 f"checkpoint {self.checkpoint_path} cannot be read ({type(error).__name__}: {error}); "
                 "delete it to train this run from the start"
             ) from error
+
         if state.get("fingerprint") != self.fingerprint:
             raise ValueError(
                 f"checkpoint {self.checkpoint_path} was written for another configuration "
                 f"({state.get('fingerprint')} != {self.fingerprint}): delete it or choose another checkpoint folder"
             )
+
         load_trainable_state(self.model, state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         if self.scheduler is not None:
             self.scheduler.load_state_dict(state["scheduler"])
         if self.mses is not None:
             self.mses.load_state_dict(state["mses"])
+
         self.history = list(state["history"])
         self.best_epoch = state["best"]["epoch"]
         self.best_score = state["best"]["score"]
@@ -299,6 +307,7 @@ class Trainer:
         self.generator.set_state(state["generator"])
         self.finished = state["finished"]
         self.seconds = state.get("seconds", 0.0)
+
         if self.finished:
             log.info("run %s: loaded the finished run from %s", self.spec.name, self.checkpoint_path)
         else:

@@ -1,11 +1,13 @@
 """MM-IMDb movie genres (Arevalo et al., 2017) from the released ``multimodal_imdb.hdf5``.
 
 The release stores rows train, then validation, then test, with a Fuel ``split``
-attribute on the root. This loader reads only the plot features (``features``, the mean
-word2vec vector, 300 values), the poster features (``vgg_features``, the VGG16 second
-fully-connected layer, 4096 values) and ``genres`` (23 columns, names as JSON in
-``genres.attrs['target_names']``), checks them, and loads them once into tensors, so the
-training loop never reads the file. ``HDF5GenreDataset`` is the per-sample alternative
+attribute on the root. This loader reads only three keys:
+
+- ``features``: the plot's mean word2vec vector, 300 values;
+- ``vgg_features``: the poster's VGG16 second fully-connected layer, 4096 values;
+- ``genres``: 23 columns, with names as JSON in ``genres.attrs['target_names']``.
+
+It checks them and loads them once into tensors, so the training loop never reads the file. ``HDF5GenreDataset`` is the per-sample alternative
 used by the loading benchmark.
 """
 
