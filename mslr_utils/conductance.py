@@ -18,6 +18,12 @@ Choices made here:
 - Output: the fused logits. Because fusion is additive, the other modalities add a
   constant along the path; they are computed once per batch and passed as that constant.
 - Attribution runs in eval mode (no dropout), so repeated calls give identical values.
+- Sequence tasks (dialogues of utterances, labels -1 where padded): the target is each
+  real utterance's true-class logit, averaged over the dialogue's real utterances, in one
+  Captum call per batch of dialogues. An utterance's top-level neurons feed only its own
+  logit, so a neuron's conductance for that average is its conductance for its own
+  utterance's logit divided by the dialogue's utterance count. The result is scaled
+  back by that count and padded positions are dropped, giving one row per utterance.
 """
 
 from __future__ import annotations
@@ -45,14 +51,28 @@ def evaluation_mode(model: torch.nn.Module) -> Iterator[None]:
             module.training = training
 
 
-def _fused_forward(model: LateFusionClassifier, modality: str, multilabel: bool = False):
+def _fused_forward(model: LateFusionClassifier, modality: str, target_kind: str):
     encoder = model.encoders[modality]
 
-    def forward(x: torch.Tensor, other_logits: torch.Tensor, label_signs: torch.Tensor, *extra: torch.Tensor):
+    def forward(x: torch.Tensor, other_logits: torch.Tensor, targets: torch.Tensor, *extra: torch.Tensor):
         logits = model.modality_logits(modality, encoder.forward_from_attribution(x, *extra)) + other_logits
-        return (logits * label_signs).mean(1) if multilabel else logits
+        if target_kind == "multilabel":
+            # targets: +1 for a true label, -1 for an absent one.
+            return (logits * targets).mean(1)
+        if target_kind == "sequence":
+            # targets: the class of each position, -1 where padded.
+            real = targets >= 0
+            chosen = logits.gather(2, targets.clamp(min=0).unsqueeze(2)).squeeze(2)
+            return (chosen * real).sum(1) / real.sum(1).clamp(min=1)
+        return logits
 
     return forward
+
+
+def _target_kind(labels: torch.Tensor, multilabel: bool) -> str:
+    if multilabel:
+        return "multilabel"
+    return "sequence" if labels.dim() == 2 else "single"
 
 
 def modality_conductance(
@@ -66,14 +86,16 @@ def modality_conductance(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Return per-sample, per-neuron conductance of ``modality``'s top-level layer.
 
-    Returns ``(conductance, delta)``. Conductance has shape (samples, neurons). Delta is
-    Captum's convergence delta per sample: the sum over neurons minus the change of the
-    target logit between baseline and input, which shrinks as ``n_steps`` grows.
+    Returns ``(conductance, delta)``. Conductance has shape (samples, neurons), where a
+    sample of a sequence task is a real utterance. Delta is Captum's convergence delta per
+    sample (per dialogue for a sequence task): the sum over neurons minus the change of
+    the target between baseline and input, which shrinks as ``n_steps`` grows.
     """
     if modality not in model.modalities:
         raise KeyError(f"model has no modality {modality!r}; it has {model.modalities}")
     encoder = model.encoders[modality]
-    layer_conductance = LayerConductance(_fused_forward(model, modality, multilabel), encoder.top)
+    target_kind = _target_kind(split.labels, multilabel)
+    layer_conductance = LayerConductance(_fused_forward(model, modality, target_kind), encoder.top)
     results, deltas = [], []
     with evaluation_mode(model):
         for inputs, labels in split.batches(batch_size):
@@ -81,19 +103,30 @@ def modality_conductance(
                 output = model(inputs)
                 other = output.logits - output.modality_logits[modality]
             x, baseline, extra = encoder.attribution_inputs(inputs[modality])
-            # +1 for a true label, -1 for an absent one (unused for a single-label task).
-            label_signs = (2 * labels - 1).to(other.dtype) if multilabel else torch.zeros(len(labels), 1)
+            if target_kind == "multilabel":
+                targets = (2 * labels - 1).to(other.dtype)
+            elif target_kind == "sequence":
+                targets = labels
+            else:
+                targets = torch.zeros(len(labels), 1)  # unused: Captum selects the class with target=
             attribution, delta = layer_conductance.attribute(
                 x,
                 baselines=baseline,
-                target=None if multilabel else labels,
-                additional_forward_args=(other, label_signs.to(other.device), *extra),
+                target=labels if target_kind == "single" else None,
+                additional_forward_args=(other, targets.to(other.device), *extra),
                 n_steps=n_steps,
                 method=method,
                 return_convergence_delta=True,
             )
-            results.append(attribution.detach())
-            deltas.append(delta.detach())
+            attribution = attribution.detach()
+            delta = delta.detach()
+            if target_kind == "sequence":
+                real = labels >= 0
+                counts = real.sum(1).to(attribution.dtype)
+                attribution = (attribution * counts[:, None, None])[real]
+                delta = delta * counts
+            results.append(attribution)
+            deltas.append(delta)
     return torch.cat(results), torch.cat(deltas)
 
 

@@ -28,6 +28,7 @@ from mslr_utils.training import (
     predict,
     predicted_labels,
     score_logits,
+    valid_positions,
 )
 
 log = logging.getLogger(__name__)
@@ -148,12 +149,24 @@ def mslr_specs(
     smooth_weight: float = 0.5,
     mses_lr: float | None = None,
     strategies: Sequence[str] = ("mses", "keep", "smooth", "dynamic"),
+    smooth_lrs: Mapping[str, float] | None = None,
 ) -> list[RunSpec]:
-    """Return the run specs of the fused strategies after the search."""
+    """Return the run specs of the fused strategies after the search.
+
+    Smooth's rates follow from the searched ones and ``smooth_weight``, unless
+    ``smooth_lrs`` gives them per modality (as the paper does for MELD).
+    """
+    if smooth_lrs is not None:
+        if set(smooth_lrs) != set(unimodal_lrs):
+            raise ValueError(f"smooth_lrs names {sorted(smooth_lrs)}; give one rate for each of {sorted(unimodal_lrs)}")
+        smooth_lrs = {m: check_learning_rate(f"Smooth {m}", lr) for m, lr in smooth_lrs.items()}
     specs = []
     for strategy in strategies:
         base = mses_lr if strategy == "mses" and mses_lr is not None else global_lr
-        lrs = strategy_learning_rates(strategy, unimodal_lrs, base, smooth_weight)
+        if strategy == "smooth" and smooth_lrs is not None:
+            lrs = dict(smooth_lrs)
+        else:
+            lrs = strategy_learning_rates(strategy, unimodal_lrs, base, smooth_weight)
         specs.append(RunSpec(DISPLAY_NAMES[strategy], strategy, lrs))
     return specs
 
@@ -177,7 +190,8 @@ def evaluate_on_test(
         model = make_model(modalities)
         load_trainable_state(model, result.state_at(which))
         logits = predict(model, test.select_modalities(modalities))
-        predictions[name] = predicted_labels(logits["fused"], multilabel).numpy()
+        fused, _ = valid_positions(logits["fused"], test.labels)
+        predictions[name] = predicted_labels(fused, multilabel).numpy()
         scores = score_logits({"fused": logits["fused"]}, test.labels, class_names, multilabel)["fused"]
         if which == "best":
             epoch = result.best_epoch

@@ -271,6 +271,100 @@ class TextEncoder(ModalityEncoder):
         return self.top(pooled.requires_grad_())
 
 
+class WordCNNDialogueEncoder(ModalityEncoder):
+    """Text of a dialogue: a word-level CNN per utterance, then masked self-attention across utterances.
+
+    Inputs: ``words`` (dialogues, utterances, words), 0 = padding, and ``mask``
+    (dialogues, utterances), True for real utterances. Each utterance's word vectors go
+    through 1-D convolutions of widths ``filter_widths`` with ``filters`` maps each, ReLU
+    and max-pooling over time (Zhang & Wallace, 2017), then a ReLU layer to a
+    ``sentence_dim`` sentence embedding. One step of scaled dot-product self-attention
+    over the dialogue's real utterances, added to the sentence embeddings (residual),
+    gives the textual states. The top-level layer is a linear ``top_units`` layer on
+    each utterance's state. The word vectors are frozen unless ``train_embeddings``.
+    The attribution input is the word vectors, with all-zero (padding) vectors as the
+    baseline.
+    """
+
+    def __init__(
+        self,
+        embeddings: torch.Tensor,
+        filter_widths: tuple[int, ...] = (3, 4, 5),
+        filters: int = 100,
+        sentence_dim: int = 512,
+        top_units: int = 512,
+        heads: int = 1,
+        dropout: float = 0.1,
+        train_embeddings: bool = False,
+    ):
+        super().__init__()
+        embeddings = torch.as_tensor(embeddings, dtype=torch.float32)
+        self.embedding = nn.Embedding.from_pretrained(embeddings, freeze=not train_embeddings, padding_idx=0)
+        self.min_words = max(filter_widths)
+        self.convs = nn.ModuleList(nn.Conv1d(embeddings.shape[1], filters, w) for w in filter_widths)
+        self.sentence = nn.Sequential(nn.Linear(filters * len(filter_widths), sentence_dim), nn.ReLU(), nn.Dropout(dropout))
+        self.attention = nn.MultiheadAttention(sentence_dim, heads, dropout=dropout, batch_first=True)
+        self.top = nn.Linear(sentence_dim, top_units)
+        self.output_dim = top_units
+
+    def sentence_embeddings(self, vectors: torch.Tensor) -> torch.Tensor:
+        """Map (utterances, words, dim) word vectors to (utterances, sentence_dim)."""
+        if vectors.shape[1] < self.min_words:
+            vectors = nn.functional.pad(vectors, (0, 0, 0, self.min_words - vectors.shape[1]))
+        x = vectors.transpose(1, 2)
+        pooled = [torch.relu(conv(x)).amax(dim=2) for conv in self.convs]
+        return self.sentence(torch.cat(pooled, dim=1))
+
+    def forward(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.forward_from_attribution(self.embedding(inputs["words"]), inputs["mask"])
+
+    def attribution_inputs(self, inputs):
+        vectors = self.embedding(inputs["words"]).detach()
+        return vectors, torch.zeros_like(vectors), (inputs["mask"],)
+
+    def forward_from_attribution(self, x, *extra):
+        mask = extra[0]
+        # Only real utterances go through the CNN; padded positions stay zero.
+        sentences = x.new_zeros(mask.shape + (self.sentence[0].out_features,))
+        sentences[mask] = self.sentence_embeddings(x[mask])
+        attended, _ = self.attention(sentences, sentences, sentences, key_padding_mask=~mask, need_weights=False)
+        return self.top(sentences + attended)
+
+
+class BiLSTMDialogueEncoder(ModalityEncoder):
+    """Audio of a dialogue: a bidirectional LSTM over the utterances' feature vectors.
+
+    Inputs: ``features`` (dialogues, utterances, input_dim) and ``mask``. Sequences are
+    packed by length, so the backward direction starts at each dialogue's last real
+    utterance. The LSTM states (``2 * hidden`` values) feed a linear ``top_units``
+    top-level layer; Captum attributes that layer, whose output is a tensor (the LSTM's
+    own output is a tuple). The attribution baseline is the all-zero vector, the training
+    mean of standardised features.
+    """
+
+    def __init__(self, input_dim: int, hidden: int = 150, top_units: int = 512, dropout: float = 0.1):
+        super().__init__()
+        self.lstm = nn.LSTM(input_dim, hidden, batch_first=True, bidirectional=True)
+        self.dropout = nn.Dropout(dropout)
+        self.top = nn.Linear(2 * hidden, top_units)
+        self.output_dim = top_units
+
+    def forward(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.forward_from_attribution(inputs["features"], inputs["mask"])
+
+    def attribution_inputs(self, inputs):
+        features = inputs["features"]
+        return features, torch.zeros_like(features), (inputs["mask"],)
+
+    def forward_from_attribution(self, x, *extra):
+        mask = extra[0]
+        lengths = mask.sum(1).clamp(min=1).cpu()
+        packed = nn.utils.rnn.pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
+        states, _ = self.lstm(packed)
+        states, _ = nn.utils.rnn.pad_packed_sequence(states, batch_first=True, total_length=x.shape[1])
+        return self.top(self.dropout(states))
+
+
 @dataclass
 class FusionOutput:
     """Fused logits and each modality's own logits f_N(n)."""

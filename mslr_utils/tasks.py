@@ -7,7 +7,13 @@ from typing import Sequence
 import torch
 
 from mslr_utils.data.splits import ModalSplit
-from mslr_utils.models import LateFusionClassifier, MLPEncoder, TextEncoder
+from mslr_utils.models import (
+    BiLSTMDialogueEncoder,
+    LateFusionClassifier,
+    MLPEncoder,
+    TextEncoder,
+    WordCNNDialogueEncoder,
+)
 
 
 def text_and_features_factory(
@@ -96,3 +102,42 @@ def muse_model_factory(audio_dim: int = 88, **options):
     The two heads' logits are summed over the 2 classes.
     """
     return text_and_features_factory("audio", audio_dim, 2, **options)
+
+
+def meld_model_factory(
+    embeddings,
+    audio_dim: int = 1422,
+    num_classes: int = 3,
+    top_units: int = 512,
+    lstm_hidden: int = 150,
+    dropout: float = 0.1,
+    train_embeddings: bool = False,
+    seed: int = 0,
+):
+    """Return ``make_model(modalities)`` for MELD sentiment over dialogues.
+
+    Text: a word CNN (widths 3 to 5) to 512-value sentence embeddings, then one step of
+    masked self-attention across the dialogue. Audio: a bidirectional LSTM with
+    ``2 * lstm_hidden`` = 300-value states. Each modality ends in a linear ``top_units``
+    top-level layer and a head, and the heads' logits are summed per utterance: the same
+    function as one linear layer on the concatenated states.
+    """
+    vectors = torch.as_tensor(embeddings, dtype=torch.float32) if embeddings is not None else None
+
+    def make_model(modalities: Sequence[str]) -> LateFusionClassifier:
+        torch.manual_seed(seed)
+        encoders = {}
+        for modality in modalities:
+            if modality == "text":
+                if vectors is None:
+                    raise ValueError("the MELD text modality needs the word-vector matrix (MELDTask.embeddings)")
+                encoders["text"] = WordCNNDialogueEncoder(
+                    vectors, top_units=top_units, dropout=dropout, train_embeddings=train_embeddings
+                )
+            elif modality == "audio":
+                encoders["audio"] = BiLSTMDialogueEncoder(audio_dim, lstm_hidden, top_units, dropout)
+            else:
+                raise ValueError(f"MELD has modalities 'text' and 'audio', not {modality!r}")
+        return LateFusionClassifier(encoders, num_classes, dropout=dropout)
+
+    return make_model

@@ -145,6 +145,20 @@ def predict(model: LateFusionClassifier, split: ModalSplit, batch_size: int = 25
     return {"fused": torch.cat(fused), **{m: torch.cat(v) for m, v in per_modality.items()}}
 
 
+def valid_positions(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Flatten sequence outputs to one row per real position.
+
+    A sequence task (dialogues of utterances) has logits (sequences, positions, classes)
+    and labels (sequences, positions), with -1 at padded positions. Those positions are
+    dropped, so the loss and every metric see only real utterances. Other tasks pass
+    through unchanged.
+    """
+    if logits.dim() == 3 and labels.dim() == 2:
+        keep = labels.reshape(-1) >= 0
+        return logits.reshape(-1, logits.shape[-1])[keep], labels.reshape(-1)[keep]
+    return logits, labels
+
+
 def predicted_labels(logits: torch.Tensor, multilabel: bool = False) -> torch.Tensor:
     """Return class indices (argmax), or 0/1 rows (sigmoid above 0.5, that is logit above 0)."""
     return (logits > 0).long() if multilabel else logits.argmax(1)
@@ -154,14 +168,18 @@ def score_logits(
     logits: dict[str, torch.Tensor], labels: torch.Tensor, class_names, multilabel: bool = False
 ) -> dict[str, dict[str, float]]:
     """Score each entry of ``logits`` (fused and per modality) against ``labels``."""
-    y = labels.cpu().numpy()
     score = multilabel_scores if multilabel else classification_scores
-    return {k: score(y, predicted_labels(v, multilabel).numpy(), class_names) for k, v in logits.items()}
+    scores = {}
+    for name, values in logits.items():
+        values, y = valid_positions(values.cpu(), labels.cpu())
+        scores[name] = score(y.numpy(), predicted_labels(values, multilabel).numpy(), class_names)
+    return scores
 
 
 def compute_loss(logits: torch.Tensor, labels: torch.Tensor, weight: torch.Tensor | None, multilabel: bool) -> torch.Tensor:
     if multilabel:
         return F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype))
+    logits, labels = valid_positions(logits, labels)
     return F.cross_entropy(logits, labels, weight=weight)
 
 

@@ -132,3 +132,30 @@ def test_muse_smoke_run_writes_tables(tmp_path):
     assert list(table5["model"]) == ["Text-only", "Audio-only", "Joint-global", "Keep", "Keep"]
     summary = json.loads((output / "run_summary.json").read_text())
     assert summary["split_mode"] == "speaker"
+
+
+def test_meld_smoke_run_writes_tables(tmp_path):
+    completed, output = run_smoke(tmp_path, f"meld_root={tmp_path / 'meld'}", notebook="03_meld_sentiment")
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    table3 = pd.read_csv(output / "table3_f1.csv", index_col="model")
+    assert list(table3.columns) == ["epoch", "f1_neutral", "f1_positive", "f1_negative", "f1_weighted"]
+    assert list(table3.index) == ["Text-only", "Audio-only", "Joint-global", "MSES", "Keep", "Smooth", "Dynamic"]
+    assert table3.drop(columns="epoch").stack().between(0, 100).all()
+    table6 = pd.read_csv(output / "table6_conductance.csv")
+    assert list(table6["model"]) == ["Text-only", "Audio-only", "Joint-global", "Keep", "Keep"]
+    assert list(table6["epoch"]) == [2, 2, 2, 1, 2]
+    dropped = pd.read_csv(output / "dropped_utterances.csv")
+    assert dropped[["split", "Dialogue_ID", "Utterance_ID"]].values.tolist() == [["dev", 1, 1]]
+    assert (output / "conductance_per_epoch.png").stat().st_size > 0
+    summary = json.loads((output / "run_summary.json").read_text())
+    assert summary["word_vectors"] == "release"
+    assert summary["match"]["dev"]["dropped"] == 1
+
+
+def test_meld_paper_profile_sets_paper_rates():
+    import yaml
+
+    profile = yaml.safe_load((REPO_ROOT / "notebooks/profiles/paper/03_meld_sentiment.yaml").read_text())
+    assert profile["batch_size"] == 10
+    assert (profile["text_lr_grid"], profile["audio_lr_grid"], profile["global_lr_grid"]) == ([1e-4], [1e-3], [5e-4])
+    assert profile["smooth_lrs"] == {"text": 2.5e-4, "audio": 7.5e-4}
