@@ -44,3 +44,19 @@ def overlap_table(
                 row[f"A={x},B={y}"] = int(confusion.loc[x, y])
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def pairwise_overlap(
+    predictions: Mapping[str, np.ndarray], class_names: Sequence[str], multilabel: bool = False
+) -> pd.DataFrame:
+    """Tabulate overlap and confusion for every pair of models, in the order given.
+
+    For a multi-label task each (item, label) decision counts once, with the classes
+    ``absent`` and ``present``.
+    """
+    names = list(predictions)
+    if multilabel:
+        predictions = {name: np.asarray(p).ravel() for name, p in predictions.items()}
+        class_names = ("absent", "present")
+    pairs = [(a, b) for i, a in enumerate(names) for b in names[i + 1:]]
+    return overlap_table(predictions, pairs, class_names)

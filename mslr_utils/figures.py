@@ -37,6 +37,18 @@ def save_figure(
     return png, csv
 
 
+def model_styles(models: list[str]) -> dict[str, dict]:
+    """Return a colour, marker and line style per model, so that coinciding lines stay visible."""
+    colours = plt.get_cmap("tab10")
+    markers = "osD^vP*X"
+    styles = ["-", "--", ":", "-."]
+    return {
+        name: {"color": colours(i % 10), "marker": markers[i % len(markers)], "linestyle": styles[i % len(styles)],
+               "markersize": 5}
+        for i, name in enumerate(models)
+    }
+
+
 def plot_conductance_and_lr(history: pd.DataFrame, modalities: list[str]) -> tuple[plt.Figure, pd.DataFrame]:
     """Plot each modality's mean conductance (top row) and learning rate (bottom row) per epoch.
 
@@ -48,14 +60,7 @@ def plot_conductance_and_lr(history: pd.DataFrame, modalities: list[str]) -> tup
     columns = ["model", "epoch"] + [f"{m}_{kind}" for m in modalities for kind in ("conductance", "lr")]
     data = history[[c for c in columns if c in history]]
     models = list(dict.fromkeys(data["model"]))
-    colours = plt.get_cmap("tab10")
-    markers = "osD^vP*X"
-    styles = ["-", "--", ":", "-."]
-    style = {
-        name: {"color": colours(i % 10), "marker": markers[i % len(markers)], "linestyle": styles[i % len(styles)],
-               "markersize": 5}
-        for i, name in enumerate(models)
-    }
+    style = model_styles(models)
     fig, axes = plt.subplots(2, len(modalities), figsize=(5.5 * len(modalities), 6.5), sharex=True, squeeze=False)
     for column, modality in enumerate(modalities):
         conductance_ax, lr_ax = axes[0, column], axes[1, column]
@@ -81,3 +86,40 @@ def plot_conductance_and_lr(history: pd.DataFrame, modalities: list[str]) -> tup
     fig.legend(handles=handles, loc="lower center", ncol=min(len(models), 7), fontsize=8, frameon=False)
     fig.tight_layout(rect=(0, 0.06, 1, 1))
     return fig, data
+
+
+def plot_conductance_over_seeds(
+    frame: pd.DataFrame, marks: dict[str, int | None], title: str = ""
+) -> plt.Figure:
+    """Plot mean conductance per epoch with a one-deviation band, one panel per modality.
+
+    ``frame`` has columns model, epoch, modality, mean and std (``results.conductance_over_seeds``).
+    ``marks`` maps a label to an epoch drawn as a dotted vertical line (the early and final epochs).
+    """
+    modalities = list(dict.fromkeys(frame["modality"])) or ["none"]
+    models = list(dict.fromkeys(frame["model"]))
+    style = model_styles(models)
+    fig, axes = plt.subplots(1, len(modalities), figsize=(5.5 * len(modalities), 4.2), squeeze=False)
+    for ax, modality in zip(axes[0], modalities):
+        for model in models:
+            rows = frame[(frame["modality"] == modality) & (frame["model"] == model)].sort_values("epoch")
+            if rows.empty:
+                continue
+            ax.plot(rows["epoch"], rows["mean"], label=model, **style[model])
+            band = rows["std"].fillna(0.0)
+            ax.fill_between(rows["epoch"], rows["mean"] - band, rows["mean"] + band, color=style[model]["color"],
+                            alpha=0.15)
+        for label, epoch in marks.items():
+            if epoch:
+                ax.axvline(epoch, color="grey", linestyle=":", linewidth=1)
+                ax.annotate(label, (epoch, 1.0), xycoords=("data", "axes fraction"), fontsize=7,
+                            rotation=90, va="top", ha="right", color="grey")
+        ax.axhline(0.0, color="grey", linewidth=0.8)
+        ax.set_title(f"{title}: {modality}" if title else modality)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("mean conductance (logit units)")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    handles = [plt.Line2D([], [], label=name, **style[name]) for name in models]
+    fig.legend(handles=handles, loc="lower center", ncol=min(len(models), 7), fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
+    return fig

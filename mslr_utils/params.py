@@ -38,9 +38,14 @@ def check_parameters(params: Mapping[str, Any], multilabel: bool = False) -> Non
     seed = params.get("seed", 0)
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
         raise _fail("seed", seed, "an integer in [0, 2**32 - 1]")
+    data_seed = params.get("data_seed")
+    if data_seed is not None and (isinstance(data_seed, bool) or not isinstance(data_seed, int)
+                                  or not 0 <= data_seed < 2**32):
+        raise _fail("data_seed", data_seed, "an integer in [0, 2**32 - 1] or null (None) to use seed")
 
     for name in ("epochs", "batch_size", "dynamic_window", "mses_patience", "early_epoch",
-                 "conductance_samples", "conductance_steps", "top_units", "max_length"):
+                 "conductance_samples", "conductance_steps", "top_units", "max_length",
+                 "conductance_dialogues", "max_utterances", "max_words", "lstm_hidden"):
         if name in params:
             _positive_int(params, name)
     for name in ("max_train", "max_val", "max_test", "finetune_layers"):

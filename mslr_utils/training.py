@@ -159,6 +159,14 @@ def valid_positions(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.T
     return logits, labels
 
 
+def true_labels(split: ModalSplit, multilabel: bool = False) -> np.ndarray:
+    """Return a split's labels in the order of the fused predictions (real positions only for sequences)."""
+    labels = split.labels.cpu()
+    if not multilabel and labels.dim() == 2:
+        return labels[labels >= 0].numpy()
+    return labels.numpy()
+
+
 def predicted_labels(logits: torch.Tensor, multilabel: bool = False) -> torch.Tensor:
     """Return class indices (argmax), or 0/1 rows (sigmoid above 0.5, that is logit above 0)."""
     return (logits > 0).long() if multilabel else logits.argmax(1)
@@ -413,6 +421,9 @@ class Trainer:
             self.save_checkpoint()
             log.info("run %s: epoch %d val %s %.4f", self.spec.name, epoch, settings.selection_metric, score)
         self.finished = True
+        log.info("run %s: done after %d epochs (%.0f s of training), best epoch %d with val %s %.4f",
+                 self.spec.name, len(self.history), self.seconds, self.best_epoch, settings.selection_metric,
+                 self.best_score)
         return self.result()
 
     def result(self) -> RunResult:

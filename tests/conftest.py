@@ -45,3 +45,20 @@ def make_model(modalities=("a", "b"), seed: int = 0, dropout: float = 0.1, fusio
 @pytest.fixture
 def splits():
     return {"train": make_split("train", 96, 1), "val": make_split("val", 48, 2), "test": make_split("test", 48, 3)}
+
+
+@pytest.fixture(scope="session")
+def smoke_reproduction(tmp_path_factory):
+    """Run the whole smoke chain once: every task notebook over two seeds, then the three analyses.
+
+    Returns the folder with ``results/`` and ``checkpoints/``, and the finished process.
+    """
+    import subprocess
+    import sys
+
+    root = tmp_path_factory.mktemp("reproduce")
+    command = [sys.executable, "-m", "mslr_utils.reproduce", "run", "--profile", "smoke",
+               "--results", str(root / "results"), "--checkpoints", str(root / "checkpoints")]
+    completed = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=1800)
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+    return root, completed

@@ -105,9 +105,13 @@ def test_unknown_profile_is_reported():
     assert "smoke" in completed.stderr
 
 
-def test_mmimdb_smoke_run_writes_tables(tmp_path):
-    completed, output = run_smoke(tmp_path, f"hdf5_path={tmp_path / 'fixture.hdf5'}", notebook="04_mmimdb_genre")
-    assert completed.returncode == 0, completed.stderr[-3000:]
+def seed_zero(smoke_reproduction, notebook):
+    root, _ = smoke_reproduction
+    return root / "results" / notebook / "seed-0"
+
+
+def test_mmimdb_smoke_run_writes_tables(smoke_reproduction):
+    output = seed_zero(smoke_reproduction, "04_mmimdb_genre")
     table4 = pd.read_csv(output / "table4_f1.csv", index_col="model")
     assert list(table4.columns) == ["epoch", "f1_micro", "f1_macro", "f1_weighted", "f1_samples"]
     assert len(table4) == 7
@@ -116,12 +120,8 @@ def test_mmimdb_smoke_run_writes_tables(tmp_path):
     assert (output / "conductance_per_epoch.png").stat().st_size > 0
 
 
-def test_muse_smoke_run_writes_tables(tmp_path):
-    completed, output = run_smoke(
-        tmp_path, f"muse_root={tmp_path / 'muse'}", f"feature_cache={tmp_path / 'cache.parquet'}",
-        notebook="02_muse_stress",
-    )
-    assert completed.returncode == 0, completed.stderr[-3000:]
+def test_muse_smoke_run_writes_tables(smoke_reproduction):
+    output = seed_zero(smoke_reproduction, "02_muse_stress")
     table2 = pd.read_csv(output / "table2_metrics.csv", index_col="model")
     assert list(table2.columns) == ["epoch", "accuracy", "precision_stressed", "recall_stressed", "f1_stressed"]
     assert len(table2) == 7
@@ -134,9 +134,8 @@ def test_muse_smoke_run_writes_tables(tmp_path):
     assert summary["split_mode"] == "speaker"
 
 
-def test_meld_smoke_run_writes_tables(tmp_path):
-    completed, output = run_smoke(tmp_path, f"meld_root={tmp_path / 'meld'}", notebook="03_meld_sentiment")
-    assert completed.returncode == 0, completed.stderr[-3000:]
+def test_meld_smoke_run_writes_tables(smoke_reproduction):
+    output = seed_zero(smoke_reproduction, "03_meld_sentiment")
     table3 = pd.read_csv(output / "table3_f1.csv", index_col="model")
     assert list(table3.columns) == ["epoch", "f1_neutral", "f1_positive", "f1_negative", "f1_weighted"]
     assert list(table3.index) == ["Text-only", "Audio-only", "Joint-global", "MSES", "Keep", "Smooth", "Dynamic"]
