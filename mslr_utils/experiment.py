@@ -18,6 +18,7 @@ import pandas as pd
 from mslr_utils.data.splits import ModalSplit
 from mslr_utils.models import LateFusionClassifier
 from mslr_utils.optim import DISPLAY_NAMES, check_learning_rate, strategy_learning_rates
+from mslr_utils.sweep import RayBackend, SequentialBackend, SweepTask, Trial, run_sweep
 from mslr_utils.training import (
     EpochCallback,
     RunResult,
@@ -72,12 +73,17 @@ def train_run(
 
 @dataclass
 class SearchResult:
-    """Learning-rate search outcome: one row per (model, lr) with its training seconds, the best rates and runs."""
+    """Learning-rate search outcome: one row per (model, lr), the best rates and runs, and the sweep's table.
+
+    ``sweep`` is the full results table of ``mslr_utils.sweep.run_sweep``, with the status
+    and error of every trial and its validation score per epoch.
+    """
 
     table: pd.DataFrame
     unimodal_lrs: dict[str, float]
     global_lr: float
     best_runs: dict[str, RunResult]
+    sweep: pd.DataFrame | None = None
 
 
 def search_learning_rates(
@@ -91,18 +97,20 @@ def search_learning_rates(
     checkpoint_dir: str | Path | None = None,
     callback_factory: CallbackFactory | None = None,
     config_extra: Mapping | None = None,
+    backend: SequentialBackend | RayBackend | None = None,
 ) -> SearchResult:
     """Linear search of each modality's best unimodal rate and of the best global rate.
 
     Each candidate trains for ``settings.epochs`` epochs; its score is the best fused
-    validation score over the epochs (``settings.selection_metric``). Grids run in
-    increasing order and ties go to the smaller rate. A best rate at either end of a grid
-    of two or more is logged as a warning, since the optimum may lie outside it. The winning unimodal runs are the unimodal baselines, and the
-    winning global run is Joint-global, so they are returned for reuse.
+    validation score over the epochs (``settings.selection_metric``). Every candidate is a
+    trial of one sweep, run by ``backend`` (default: sequential, in this process). Grids are
+    sorted in increasing order and ties go to the smaller rate. A candidate that fails
+    (non-finite loss, out of memory) is left out of the choice; if every candidate of a
+    model fails, the search raises RuntimeError. A best rate at either end of a grid of two
+    or more is logged as a warning, since the optimum may lie outside it. The winning
+    unimodal runs are the unimodal baselines, and the winning global run is Joint-global,
+    so they are returned for reuse.
     """
-    rows = []
-    best_runs: dict[str, RunResult] = {}
-    unimodal_lrs: dict[str, float] = {}
     candidates = [(unimodal_name(m), [m], "unimodal", grid) for m, grid in unimodal_grids.items()]
     candidates.append((DISPLAY_NAMES["joint_global"], list(unimodal_grids), "joint_global", global_grid))
     for model_name, _, _, grid in candidates:
@@ -110,37 +118,47 @@ def search_learning_rates(
             raise ValueError(f"learning-rate grid for {model_name} is empty: give at least one rate")
         for lr in grid:
             check_learning_rate(f"{model_name} grid", lr)
+
+    trials = []
+    for model_name, modalities, strategy, grid in candidates:
+        # A rate listed twice trains once.
+        for lr in sorted({float(lr) for lr in grid}):
+            spec = RunSpec(f"{model_name}@{lr:g}", strategy, lr)
+            trials.append(Trial(spec, tuple(modalities), columns={"model": model_name, "lr": lr}))
+    task = SweepTask(make_model, train, val, settings, class_names, checkpoint_dir, callback_factory, config_extra)
+    sweep = run_sweep(trials, task, backend)
+
+    metric = f"val_{settings.selection_metric}"
+    best_runs: dict[str, RunResult] = {}
+    unimodal_lrs: dict[str, float] = {}
     global_lr = float("nan")
     for model_name, modalities, strategy, grid in candidates:
-        grid = sorted(float(lr) for lr in grid)
-        best_score = float("-inf")
-        best_lr = grid[0]
-        for lr in grid:
-            spec = RunSpec(f"{model_name}@{lr:g}", strategy, float(lr))
-            _, result = train_run(
-                make_model, modalities, spec, train, val, settings, class_names,
-                checkpoint_dir, callback_factory, config_extra,
-            )
-            score = float(result.history[f"val_{settings.selection_metric}"].max())
-            rows.append({"model": model_name, "lr": float(lr), "best_epoch": result.best_epoch,
-                         f"val_{settings.selection_metric}": score, "seconds": result.seconds})
-            if score > best_score:
-                best_score = score
-                result.name = model_name
-                result.history["model"] = model_name
-                best_runs[model_name] = result
-                best_lr = float(lr)
+        rows = sweep.table[sweep.table["model"] == model_name]
+        finished = rows[rows["status"] == "ok"]
+        if finished.empty:
+            errors = "; ".join(f"lr {row.lr:g}: {row.error}" for row in rows.itertuples())
+            raise RuntimeError(f"every learning rate of {model_name} failed ({errors}): choose lower rates")
+        # idxmax returns the first maximum, and rows are in increasing order of lr.
+        best = finished.loc[finished["best_score"].idxmax()]
+        best_lr = float(best["lr"])
+        result = sweep.runs[best["trial"]]
+        result.name = model_name
+        result.history["model"] = model_name
+        best_runs[model_name] = result
         if strategy == "unimodal":
             unimodal_lrs[modalities[0]] = best_lr
         else:
             global_lr = best_lr
-        if len(grid) > 1 and best_lr in (grid[0], grid[-1]):
+        lrs = rows["lr"].tolist()
+        if len(lrs) > 1 and best_lr in (lrs[0], lrs[-1]):
             log.warning("%s: the best rate %g is at the edge of the grid %s; a wider grid may find a better one",
-                        model_name, best_lr, grid)
-    table = pd.DataFrame(rows)
+                        model_name, best_lr, lrs)
+
+    table = sweep.table[["model", "lr", "best_epoch", "best_score", "seconds"]].rename(columns={"best_score": metric})
+    table = table.reset_index(drop=True)
     best = {unimodal_name(m): lr for m, lr in unimodal_lrs.items()} | {DISPLAY_NAMES["joint_global"]: global_lr}
     table["selected"] = [best[row.model] == row.lr for row in table.itertuples()]
-    return SearchResult(table, unimodal_lrs, global_lr, best_runs)
+    return SearchResult(table, unimodal_lrs, global_lr, best_runs, sweep.table)
 
 
 def mslr_specs(

@@ -10,6 +10,7 @@ import math
 from typing import Any, Mapping
 
 from mslr_utils.metrics import MULTICLASS_SCORES, MULTILABEL_SCORES
+from mslr_utils.sweep import BACKENDS
 
 
 def _fail(name: str, value: Any, expected: str) -> ValueError:
@@ -69,6 +70,17 @@ def check_parameters(params: Mapping[str, Any], multilabel: bool = False) -> Non
     if mses_lr is not None and (isinstance(mses_lr, bool) or not isinstance(mses_lr, (int, float))
                                 or not math.isfinite(mses_lr) or mses_lr <= 0):
         raise _fail("mses_lr", mses_lr, "a finite, positive learning rate or null (None)")
+
+    backend = params.get("sweep_backend", "sequential")
+    if backend not in BACKENDS:
+        raise _fail("sweep_backend", backend, f"one of {', '.join(BACKENDS)}")
+    cpus = params.get("sweep_cpus_per_trial")
+    if cpus is not None and (isinstance(cpus, bool) or not isinstance(cpus, (int, float))
+                             or not math.isfinite(cpus) or cpus <= 0):
+        raise _fail("sweep_cpus_per_trial", cpus, "a positive number of CPU cores or null (None)")
+    gpus = params.get("sweep_gpus_per_trial", 0.0)
+    if isinstance(gpus, bool) or not isinstance(gpus, (int, float)) or not math.isfinite(gpus) or gpus < 0:
+        raise _fail("sweep_gpus_per_trial", gpus, "0 or a positive share of GPUs")
 
     allowed = MULTILABEL_SCORES if multilabel else MULTICLASS_SCORES
     if "selection_metric" in params and params["selection_metric"] not in allowed:

@@ -88,6 +88,20 @@ def test_command_line_parameter_changes_result(smoke_runs):
     assert not plain_metrics.equals(changed_metrics)
 
 
+def test_ray_backend_smoke_run(smoke_runs, tmp_path):
+    (_, plain_output), _ = smoke_runs
+    completed, output = run_smoke(tmp_path, "sweep_backend=ray")
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    ray_search = pd.read_csv(output / "lr_search.csv")
+    plain_search = pd.read_csv(plain_output / "lr_search.csv")
+    assert ray_search[["model", "lr"]].equals(plain_search[["model", "lr"]])
+    assert ray_search["selected"].all()
+    assert len(list((tmp_path / "checkpoints" / "sweep").glob("*.json"))) == 3, "one record per finished trial"
+    assert (tmp_path / "checkpoints" / "ray").is_dir(), "Tune's records go beside the checkpoints"
+    metrics = pd.read_csv(output / "metrics.csv", index_col="model")
+    assert len(metrics) == 7
+
+
 def test_failed_cell_is_named(tmp_path):
     completed, _ = run_smoke(tmp_path, "early_epoch=5")
     assert completed.returncode == 1

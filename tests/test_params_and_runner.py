@@ -13,7 +13,8 @@ from mslr_utils.training import RunSpec, Trainer, TrainSettings
 from conftest import CLASS_NAMES, make_model
 
 VALID = {"epochs": 2, "early_epoch": 1, "batch_size": 32, "text_lr_grid": [1e-4], "smooth_weight": 0.5,
-         "max_train": None, "selection_metric": "f1_macro", "conductance_samples": 8, "mses_lr": None}
+         "max_train": None, "selection_metric": "f1_macro", "conductance_samples": 8, "mses_lr": None,
+         "sweep_backend": "ray", "sweep_cpus_per_trial": 0.5, "sweep_gpus_per_trial": 0.25}
 
 
 def test_valid_parameters_pass():
@@ -33,6 +34,9 @@ def test_valid_parameters_pass():
         ("selection_metric", "auc", "one of accuracy"),
         ("conductance_samples", 0, "a positive integer"),
         ("mses_lr", -1e-3, "finite, positive"),
+        ("sweep_backend", "dask", "one of sequential, ray"),
+        ("sweep_cpus_per_trial", 0, "a positive number of CPU cores"),
+        ("sweep_gpus_per_trial", -1, "0 or a positive share"),
     ],
 )
 def test_invalid_parameter_is_named(name, value, expected):
