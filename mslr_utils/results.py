@@ -130,9 +130,11 @@ def format_cell(mean: float, std: float, scale: float) -> str:
 def markdown_table(summary: pd.DataFrame, table: PaperTable) -> str:
     """Render a summary as Markdown: for each column, ours (mean ± std), the paper's value and the difference."""
     lines = [f"#### {table.title}", ""]
+    # The embedded task is not in the paper, so its table has no paper columns.
+    with_paper = table.name != "reviews"
     header = ["row"]
     for column in table.columns:
-        header += [f"{column} (ours)", "paper", "diff"]
+        header += [f"{column} (ours)", "paper", "diff"] if with_paper else [column]
     lines.append("| " + " | ".join(header) + " |")
     lines.append("|" + "---|" * len(header))
     scale = 100 if table.name == "table3" else 1
@@ -141,16 +143,19 @@ def markdown_table(summary: pd.DataFrame, table: PaperTable) -> str:
         for column in table.columns:
             match = summary[(summary["row"] == row) & (summary["column"] == column)]
             if match.empty:
-                cells += ["", "", ""]
+                cells += ["", "", ""] if with_paper else [""]
                 continue
             item = match.iloc[0]
             cells.append(format_cell(item["mean"], item["std"], scale))
-            cells.append("" if np.isnan(item["paper"]) else f"{item['paper']:g}")
-            cells.append("" if np.isnan(item["difference"]) else f"{item['difference']:+.3g}")
+            if with_paper:
+                cells.append("" if np.isnan(item["paper"]) else f"{item['paper']:g}")
+                cells.append("" if np.isnan(item["difference"]) else f"{item['difference']:+.3g}")
         lines.append("| " + " | ".join(cells) + " |")
     seeds = int(summary["seeds"].max())
-    lines += ["", f"Mean ± sample standard deviation over {seeds} seed{'s' if seeds > 1 else ''}. "
-              "An empty paper cell has no value in `data/paper_values.csv`."]
+    note = f"Mean ± sample standard deviation over {seeds} seed{'s' if seeds > 1 else ''}."
+    if with_paper:
+        note += " An empty paper cell has no value in `data/paper_values.csv`."
+    lines += ["", note]
     return "\n".join(lines)
 
 

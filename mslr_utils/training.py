@@ -421,9 +421,9 @@ class Trainer:
             self.save_checkpoint()
             log.info("run %s: epoch %d val %s %.4f", self.spec.name, epoch, settings.selection_metric, score)
         self.finished = True
-        log.info("run %s: done after %d epochs (%.0f s of training), best epoch %d with val %s %.4f",
-                 self.spec.name, len(self.history), self.seconds, self.best_epoch, settings.selection_metric,
-                 self.best_score)
+        # No seconds here: this line lands in committed notebook outputs, which carry no timings.
+        log.info("run %s: done after %d epochs, best epoch %d with val %s %.4f",
+                 self.spec.name, len(self.history), self.best_epoch, settings.selection_metric, self.best_score)
         return self.result()
 
     def result(self) -> RunResult:
