@@ -40,6 +40,7 @@ from mslr_utils.runner import (
     NOTEBOOK_DIR,
     PROFILE_DIR,
     REPO_ROOT,
+    SkipPapermillMarkers,
     check_parameter_names,
     load_profile,
     quiet_environment,
@@ -98,13 +99,22 @@ def output_hashes(folder: Path) -> dict[str, str]:
 
 def load_settings(profile: str) -> dict:
     """Read ``reproduce.yaml`` of a profile: ``seeds`` and ``bootstrap_resamples``."""
-    path = PROFILE_DIR / profile / "reproduce.yaml"
+    folder = PROFILE_DIR / profile
+    if not folder.is_dir():
+        available = sorted(p.name for p in PROFILE_DIR.iterdir() if (p / "reproduce.yaml").is_file())
+        raise SystemExit(f"profile {profile!r} not found in {shown(PROFILE_DIR)}: choose one of {available}")
+    path = folder / "reproduce.yaml"
     if not path.is_file():
         raise SystemExit(f"{shown(path)} not found: a profile used by reproduce needs its seeds there")
-    settings = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    try:
+        settings = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as error:
+        raise SystemExit(f"{shown(path)} is not valid YAML: {error}") from None
+    if not isinstance(settings, dict):
+        raise SystemExit(f"{shown(path)}: expected a mapping with seeds and bootstrap_resamples")
     seeds = settings.get("seeds")
-    if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) for s in seeds):
-        raise SystemExit(f"{shown(path)}: seeds must be a non-empty list of integers, got {seeds!r}")
+    if not isinstance(seeds, list) or not seeds or not all(type(s) is int and s >= 0 for s in seeds):
+        raise SystemExit(f"{shown(path)}: seeds must be a non-empty list of integers >= 0, got {seeds!r}")
     return settings
 
 
@@ -164,6 +174,12 @@ class Reproduction:
         self.results = results.resolve()
         self.checkpoints = checkpoints.resolve()
         self.data = {k: str(Path(v).resolve()) for k, v in data.items() if v}
+        known = [t.name for t in TASKS] + list(ANALYSES)
+        unknown = sorted(set(selected or []) - set(known))
+        if unknown:
+            raise SystemExit(f"unknown notebook {unknown}: choose from {known}")
+        if any(s < 0 for s in self.seeds):
+            raise SystemExit(f"seeds must be integers >= 0, got {self.seeds}")
         self.selected = selected
         self.force = force
         self.verbose = verbose
@@ -231,6 +247,11 @@ class Reproduction:
             if task.data_parameter in self.data and task.fixture_parameter:
                 base[task.fixture_parameter] = False  # a given release replaces the synthetic data
             present, reason, signature = resolve_data(task, base)
+            if not present and task.data_parameter in self.data:
+                # The user named this release, so a wrong path is an error, not a task to skip.
+                print(f"[{task.name}] FAILED: {reason}", file=sys.stderr, flush=True)
+                self.outcomes.append(Outcome(task.name, None, "failed", 0.0, "", reason))
+                continue
             if not present:
                 print(f"[{task.name}] skipped: {reason}", flush=True)
                 self.outcomes.append(Outcome(task.name, None, "absent", 0.0, "", reason))
@@ -332,7 +353,7 @@ class _ProgressLines(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage().strip()
         if self.verbose:
-            return bool(message) and not message.startswith(("Executing Cell", "Ending Cell"))
+            return SkipPapermillMarkers().filter(record)
         # The trainer logs "run <model>: done after ..." once per model; keep those, and warnings.
         lines = [line for line in message.splitlines() if line.startswith("run ") and ": done after" in line]
         if lines:

@@ -101,12 +101,28 @@ def check_parameter_names(notebook: Path, parameters: dict) -> None:
         raise SystemExit(f"{notebook.name} has no parameter {unknown}: its parameters are {sorted(known)}")
 
 
+# papermill's own lines around each cell and notebook; the cells' output is what a reader wants.
+PAPERMILL_MARKERS = ("Executing Cell", "Ending Cell", "Executing notebook with kernel", "Input Notebook",
+                     "Output Notebook", "Working directory")
+
+
+class SkipPapermillMarkers(logging.Filter):
+    """Drop papermill's per-cell and per-notebook marker lines and blank lines from its log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage().strip()
+        return bool(message) and not message.startswith(PAPERMILL_MARKERS)
+
+
 def run_notebooks(profile: str, selected: list[str] | None, output_dir: Path, overrides: dict) -> int:
     import papermill
 
     quiet_environment()
     # Cell outputs (epoch logs, tables) stream to the terminal while a notebook runs.
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    papermill_log = logging.getLogger("papermill")
+    if not any(isinstance(f, SkipPapermillMarkers) for f in papermill_log.filters):
+        papermill_log.addFilter(SkipPapermillMarkers())
     failures = 0
     for notebook in notebooks(selected):
         profile_values = load_profile(profile, notebook)

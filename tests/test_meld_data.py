@@ -215,7 +215,7 @@ def test_non_integer_id_names_field(miniature, tmp_path):
     frame["Utterance_ID"] = frame["Utterance_ID"].astype(object)
     frame.loc[0, "Utterance_ID"] = "first"
     frame.to_csv(path, index=False)
-    with pytest.raises(meld.MELDFormatError, match="dev_sent_emo.csv: field Utterance_ID must be a whole number; rows 2"):
+    with pytest.raises(meld.MELDFormatError, match="dev_sent_emo.csv: field Utterance_ID must be a whole number of at least 0; rows 2"):
         meld.load_meld_task(root)
 
 
@@ -247,3 +247,60 @@ def test_missing_audio_pickle_names_file(miniature, tmp_path):
 def test_unknown_modality_raises(miniature):
     with pytest.raises(ValueError, match="MELD modalities"):
         meld.load_meld_task(miniature, modalities=("video",))
+
+
+def test_negative_id_names_field(miniature, tmp_path):
+    root = copy_release(miniature, tmp_path)
+    path = root / "train_sent_emo.csv"
+    frame = pd.read_csv(path)
+    frame.loc[1, "Utterance_ID"] = -1
+    frame.to_csv(path, index=False)
+    with pytest.raises(meld.MELDFormatError, match="train_sent_emo.csv: field Utterance_ID .* at least 0; rows 3"):
+        meld.load_meld_task(root)
+
+
+@pytest.mark.parametrize("content", ["", "Sr No.,Utterance,Speaker,Emotion,Sentiment,Dialogue_ID,Utterance_ID\n"])
+def test_empty_csv_names_file(miniature, tmp_path, content):
+    root = copy_release(miniature, tmp_path)
+    (root / "dev_sent_emo.csv").write_text(content)
+    with pytest.raises(meld.MELDFormatError, match="dev_sent_emo.csv: the file"):
+        meld.load_meld_task(root)
+
+
+def test_non_finite_word_vectors_raise(miniature, tmp_path):
+    root = copy_release(miniature, tmp_path)
+    with open(root / meld.DATA_PICKLE, "rb") as handle:
+        items = pickle.load(handle, encoding="latin1")
+    items[1][3, 7] = np.nan
+    (root / meld.DATA_PICKLE).write_bytes(pickle.dumps(items, protocol=2))
+    with pytest.raises(meld.MELDFormatError, match=r"data_sentiment.p: item 2 \(W\) has non-finite values in rows 3"):
+        meld.load_meld_task(root)
+
+
+def test_pickle_in_wrong_split_order_raises(miniature, tmp_path):
+    root = copy_release(miniature, tmp_path)
+    with open(root / meld.AUDIO_PICKLE, "rb") as handle:
+        train, val, test = pickle.load(handle, encoding="latin1")
+    (root / meld.AUDIO_PICKLE).write_bytes(pickle.dumps([test, val, train], protocol=2))
+    with pytest.raises(meld.MELDFormatError, match=r"audio_embeddings.*: the train item has .* order \[train, val, test\]"):
+        meld.load_meld_task(root)
+
+
+def test_text_in_vector_names_key(miniature, tmp_path):
+    root = copy_release(miniature, tmp_path)
+    with open(root / meld.AUDIO_PICKLE, "rb") as handle:
+        parts = pickle.load(handle, encoding="latin1")
+    parts[2]["0_0"] = ["x"] * meld.AUDIO_DIM
+    (root / meld.AUDIO_PICKLE).write_bytes(pickle.dumps(parts, protocol=2))
+    with pytest.raises(meld.MELDFormatError, match="test key '0_0' is not a numeric vector"):
+        meld.load_meld_task(root)
+
+
+def test_one_hot_label_in_revs_raises(miniature, tmp_path):
+    root = copy_release(miniature, tmp_path)
+    with open(root / meld.DATA_PICKLE, "rb") as handle:
+        items = pickle.load(handle, encoding="latin1")
+    items[0][4]["y"] = [0, 1, 0]
+    (root / meld.DATA_PICKLE).write_bytes(pickle.dumps(items, protocol=2))
+    with pytest.raises(meld.MELDFormatError, match=r"revs\[4\] field y must be a label name or index"):
+        meld.load_meld_task(root)

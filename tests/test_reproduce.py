@@ -145,6 +145,31 @@ def test_profile_without_task_file_is_skipped(tmp_path):
 def test_given_release_path_must_exist(tmp_path):
     reproduction = Reproduction("smoke", tmp_path / "results", tmp_path / "checkpoints",
                                 {"meld_root": str(tmp_path / "nowhere")}, selected=["03_meld_sentiment"])
-    reproduction.run_tasks()
-    assert reproduction.outcomes[0].status == "absent"
+    assert reproduction.run() == 1
+    assert reproduction.outcomes[0].status == "failed"
     assert "nowhere not found; pass --meld-root PATH" in reproduction.outcomes[0].reason
+
+
+def test_unknown_notebook_name_raises(tmp_path):
+    with pytest.raises(SystemExit, match=r"unknown notebook \['03_meld'\]: choose from"):
+        Reproduction("smoke", tmp_path / "results", tmp_path / "checkpoints", {}, selected=["03_meld"])
+
+
+def test_unknown_profile_lists_profiles(tmp_path):
+    with pytest.raises(SystemExit, match=r"profile 'nope' not found .*'smoke'"):
+        Reproduction("nope", tmp_path / "results", tmp_path / "checkpoints", {})
+
+
+@pytest.mark.parametrize("text, message", [
+    ("seeds: [0, true]\n", "seeds must be a non-empty list of integers >= 0"),
+    ("seeds: [0\n", "is not valid YAML"),
+    ("- 0\n", "expected a mapping"),
+])
+def test_bad_reproduce_yaml_names_file(tmp_path, monkeypatch, text, message):
+    import mslr_utils.reproduce as reproduce
+
+    (tmp_path / "custom").mkdir()
+    (tmp_path / "custom" / "reproduce.yaml").write_text(text)
+    monkeypatch.setattr(reproduce, "PROFILE_DIR", tmp_path)
+    with pytest.raises(SystemExit, match=f"reproduce.yaml.*{message}|{message}"):
+        reproduce.load_settings("custom")

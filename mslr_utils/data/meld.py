@@ -54,6 +54,8 @@ REQUIRED_COLUMNS = ("Utterance", "Sentiment", "Dialogue_ID", "Utterance_ID")
 REVS_SPLITS = {"train": "train", "val": "dev", "dev": "dev", "test": "test"}
 WORD_SOURCES = ("auto", "release", "spacy")
 MODALITIES = ("text", "audio")
+# A source that misses more than this share of a split's utterances is rejected, not trimmed.
+MAX_MISSING_SHARE = 0.5
 
 
 class MELDFormatError(ValueError):
@@ -105,17 +107,22 @@ def read_split_csv(path: str | Path) -> pd.DataFrame:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: MELD CSV not found; put the release's {path.name} in {path.parent}")
-    frame = pd.read_csv(io.StringIO(_decode(path)))
+    try:
+        frame = pd.read_csv(io.StringIO(_decode(path)))
+    except pd.errors.EmptyDataError:
+        raise _fail(path, "the file is empty; copy it again from the release's data/MELD/ folder") from None
+    if frame.empty:
+        raise _fail(path, "the file has a header but no utterance rows; copy it again from the release")
     missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
     if missing:
         raise _fail(path, f"missing column(s) {missing}; a MELD sentiment CSV has {list(REQUIRED_COLUMNS)} "
                           "among its columns (use the *_sent_emo.csv files of the release)")
     for column in ("Dialogue_ID", "Utterance_ID"):
         numbers = pd.to_numeric(frame[column], errors="coerce")
-        bad = frame.index[numbers.isna() | (numbers % 1 != 0)]
+        bad = frame.index[numbers.isna() | (numbers % 1 != 0) | (numbers < 0)]
         if len(bad):
-            raise _fail(path, f"field {column} must be a whole number; rows {_listing(bad + 2)} are not "
-                              "(row numbers count the header as row 1)")
+            raise _fail(path, f"field {column} must be a whole number of at least 0; rows {_listing(bad + 2)} "
+                              "are not (row numbers count the header as row 1)")
         frame[column] = numbers.astype(np.int64)
     sentiment = frame["Sentiment"].astype(str).str.strip().str.lower()
     unknown = sorted(set(sentiment) - set(SENTIMENTS))
@@ -164,7 +171,10 @@ def read_feature_pickle(path: str | Path, dim: int) -> dict[str, dict[str, np.nd
         for key, value in part.items():
             if not isinstance(key, str) or not re.fullmatch(r"\d+_\d+", key):
                 raise _fail(path, f"{split} key {key!r} is not '<Dialogue_ID>_<Utterance_ID>'")
-            vector = np.asarray(value, dtype=np.float32)
+            try:
+                vector = np.asarray(value, dtype=np.float32)
+            except (TypeError, ValueError) as error:
+                raise _fail(path, f"{split} key {key!r} is not a numeric vector ({error})") from None
             if vector.shape != (dim,):
                 raise _fail(path, f"{split} key {key!r} has shape {vector.shape}, expected ({dim},); "
                                   "check that this is the sentiment file of the release")
@@ -200,9 +210,16 @@ def read_data_pickle(path: str | Path) -> ReleaseText:
         raise _fail(path, "expected a list of 6 items (revs, W, word_idx_map, vocab, max length, label_index), got "
                           + (f"{len(data)} items" if isinstance(data, (list, tuple)) else type(data).__name__))
     revs, vectors, second, third, _, label_index = data
-    vectors = np.asarray(vectors, dtype=np.float32)
+    try:
+        vectors = np.asarray(vectors, dtype=np.float32)
+    except (TypeError, ValueError) as error:
+        raise _fail(path, f"item 2 (W) is not a numeric matrix ({error})") from None
     if vectors.ndim != 2 or vectors.shape[1] != WORD_DIM:
         raise _fail(path, f"item 2 (W) must be a (words, {WORD_DIM}) matrix, got shape {vectors.shape}")
+    bad_rows = np.flatnonzero(~np.isfinite(vectors).all(axis=1))
+    if len(bad_rows):
+        raise _fail(path, f"item 2 (W) has non-finite values in rows {_listing(bad_rows.tolist())}; "
+                          "download the file again")
     # The official loader takes item 3 as word_idx_map; the release README swaps items 3 and 4.
     # A word index maps each word to a distinct row of W, which a vocabulary of counts does not.
     if _is_word_index(second, len(vectors)):
@@ -228,8 +245,17 @@ def read_data_pickle(path: str | Path) -> ReleaseText:
         if split is None:
             raise _fail(path, f"revs[{position}] has split {rev['split']!r}; expected train, val or test")
         y = rev["y"]
-        name = str(y).lower() if isinstance(y, str) else index_names.get(int(y), str(y))
-        key = utterance_key(rev["dialog"], rev["utterance"])
+        if isinstance(y, str):
+            name = y.lower()
+        elif isinstance(y, (int, np.integer)):
+            name = index_names.get(int(y), str(y))
+        else:
+            raise _fail(path, f"revs[{position}] field y must be a label name or index, got {y!r}")
+        try:
+            key = utterance_key(rev["dialog"], rev["utterance"])
+        except (TypeError, ValueError):
+            raise _fail(path, f"revs[{position}] fields dialog and utterance must be whole numbers, "
+                              f"got {rev['dialog']!r} and {rev['utterance']!r}") from None
         texts[split][key] = str(rev["text"])
         labels[split][key] = name
     return ReleaseText(texts, labels, dict(word_index), vectors)
@@ -280,6 +306,7 @@ class MatchReport:
     counts: pd.DataFrame
     dropped: pd.DataFrame
     unmatched: dict[str, int] = field(default_factory=dict)  # source -> keys with no CSV row
+    coverage: pd.DataFrame | None = None  # per split and source: CSV keys, keys missing, source keys without a row
 
 
 def match_sources(
@@ -289,7 +316,7 @@ def match_sources(
 
     ``sources`` maps a source name (a file name) to ``{split: {key: value}}``.
     """
-    kept, dropped_rows, count_rows, unmatched = {}, [], [], {}
+    kept, dropped_rows, count_rows, unmatched, coverage = {}, [], [], {}, []
     for split, frame in frames.items():
         present = np.ones(len(frame), dtype=bool)
         for source, per_split in sources.items():
@@ -301,11 +328,37 @@ def match_sources(
             present &= has
             extra = len(set(keys) - set(frame["key"]))
             unmatched[source] = unmatched.get(source, 0) + extra
+            coverage.append({"split": split, "source": source, "csv_keys": len(frame),
+                             "missing": int((~has).sum()), "source_keys": len(keys), "without_csv_row": extra})
         kept[split] = frame.loc[present].reset_index(drop=True)
         count_rows.append({"split": split, "csv_utterances": len(frame), "matched": int(present.sum()),
                            "dropped": int((~present).sum())})
     dropped = pd.DataFrame(dropped_rows, columns=["split", "Dialogue_ID", "Utterance_ID", "missing_from"])
-    return kept, MatchReport(pd.DataFrame(count_rows).set_index("split"), dropped, unmatched)
+    report = MatchReport(pd.DataFrame(count_rows).set_index("split"), dropped, unmatched,
+                         pd.DataFrame(coverage, columns=["split", "source", "csv_keys", "missing", "source_keys",
+                                                         "without_csv_row"]))
+    return kept, report
+
+
+def check_coverage(report: MatchReport, root: Path, max_share: float = MAX_MISSING_SHARE) -> None:
+    """Raise when a source misses most of a split's CSV keys, or most of its keys have no CSV row.
+
+    Dialogue ids restart at 0 in every split, so a pickle whose items are in another order
+    than [train, val, test] still shares many keys with the CSVs; only the shares reveal it.
+    Smaller gaps (the release misses a few utterances) are logged per split and source.
+    """
+    for row in report.coverage.itertuples(index=False):
+        missing_share = row.missing / max(row.csv_keys, 1)
+        extra_share = row.without_csv_row / max(row.source_keys, 1)
+        if missing_share > max_share or extra_share > max_share:
+            raise _fail(root / row.source, f"the {row.split} item has {row.csv_keys - row.missing} of the "
+                                           f"{row.csv_keys} utterances of {CSV_NAMES[row.split]}, and "
+                                           f"{row.without_csv_row} of its {row.source_keys} keys have no row there; "
+                                           "check that its items are in the order [train, val, test] and that it "
+                                           "comes from the same MELD release as the CSVs")
+        if row.missing:
+            log.warning("MELD %s: %d of %d utterances (%.1f%%) are missing from %s and are dropped",
+                        row.split, row.missing, row.csv_keys, 100 * missing_share, row.source)
 
 
 def dialogue_pieces(frame: pd.DataFrame, max_utterances: int = MAX_UTTERANCES) -> list[tuple[str, np.ndarray]]:
@@ -454,10 +507,9 @@ def load_meld_task(
         release = read_data_pickle(root / DATA_PICKLE)
         sources[DATA_PICKLE] = release.texts
     kept, report = match_sources(frames, sources)
+    check_coverage(report, root)
     if release is not None:
         _check_release_labels(kept, release, root / DATA_PICKLE)
-    if not report.dropped.empty:
-        log.warning("MELD: dropped %d utterances missing from a source (see the report)", len(report.dropped))
 
     # Tokens and vocabulary (index 0 pads), in order of first appearance: train, dev, test.
     tokens = {}
@@ -480,7 +532,10 @@ def load_meld_task(
     for split in SPLITS:
         frame = kept[split]
         if frame.empty:
-            raise ValueError(f"{root}: no {split} utterance is present in every source; see the match report")
+            counts = report.coverage[report.coverage["split"] == split]
+            detail = "; ".join(f"{r.source} has {r.csv_keys - r.missing} of {r.csv_keys}"
+                               for r in counts.itertuples(index=False))
+            raise ValueError(f"{root}: no {split} utterance is present in every source ({detail})")
         pieces = dialogue_pieces(frame, max_utterances)
         length = max(len(rows) for _, rows in pieces)
         width = max(1, max(len(t) for t in tokens[split]))
