@@ -12,7 +12,7 @@ from conftest import SHARED_DATA
 from mslr_utils.data import meld
 
 REAL_MELD = SHARED_DATA / "meld"
-needs_real_csvs = pytest.mark.skipif(not REAL_MELD.is_dir(), reason="../shared/data/meld is absent")
+needs_real_csvs = pytest.mark.skipif(not REAL_MELD.is_dir(), reason="the real MELD CSVs (shared test data) are absent")
 AUDIO_DIM = 16
 REAL_SIZES = {"train": (9989, 1038), "dev": (1109, 114), "test": (2610, 280)}
 
@@ -26,7 +26,7 @@ def miniature(tmp_path_factory):
 def real_release(tmp_path_factory):
     """The real CSVs with a generated audio pickle keyed from their ids, some keys removed."""
     if not REAL_MELD.is_dir():
-        pytest.skip("../shared/data/meld is absent")
+        pytest.skip("the real MELD CSVs (shared test data) are absent")
     root = tmp_path_factory.mktemp("real_meld")
     for name in meld.CSV_NAMES.values():
         shutil.copy(REAL_MELD / name, root / name)
