@@ -4,10 +4,10 @@
 
 Without ``--root``, the script writes a synthetic release with MELD's dialogue counts
 (1,038 / 114 / 280 dialogues, 2 to 24 utterances each, 1,422 audio values per utterance)
-to a temporary folder. It then times, for the fused model of notebook 03 (Joint-global,
-AdamW 5e-4, batches of 10 dialogues): one training epoch, scoring the validation split,
-and the per-epoch conductance of both modalities on ``--conductance-dialogues`` validation
-dialogues at 20 steps (the ``paper`` profile's settings). The record goes to
+to a temporary folder. The model is the fused model of notebook 03 (Joint-global, AdamW
+5e-4, batches of 10 dialogues). The script times one training epoch, the scoring of the
+validation split, and the per-epoch conductance of both modalities on
+``--conductance-dialogues`` validation dialogues at 20 steps (the ``paper`` profile's settings). The record goes to
 ``benchmarks/results/meld_epoch-<device>.json``; the projection for the ``paper`` profile
 (7 models, 100 epochs) is in ``benchmarks/RESULTS.md``.
 """

@@ -49,6 +49,13 @@ def model_styles(models: list[str]) -> dict[str, dict]:
     }
 
 
+def add_model_legend(fig: plt.Figure, models: list[str], style: dict[str, dict], bottom: float) -> None:
+    """Put one legend for every panel below the axes, which keep the figure above ``bottom``."""
+    handles = [plt.Line2D([], [], label=name, **style[name]) for name in models]
+    fig.legend(handles=handles, loc="lower center", ncol=min(len(models), 7), fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, bottom, 1, 1))
+
+
 def plot_conductance_and_lr(history: pd.DataFrame, modalities: list[str]) -> tuple[plt.Figure, pd.DataFrame]:
     """Plot each modality's mean conductance (top row) and learning rate (bottom row) per epoch.
 
@@ -82,9 +89,7 @@ def plot_conductance_and_lr(history: pd.DataFrame, modalities: list[str]) -> tup
         lr_ax.set_ylabel("AdamW learning rate")
         lr_ax.set_xlabel("epoch")
         lr_ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    handles = [plt.Line2D([], [], label=name, **style[name]) for name in models]
-    fig.legend(handles=handles, loc="lower center", ncol=min(len(models), 7), fontsize=8, frameon=False)
-    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    add_model_legend(fig, models, style, bottom=0.06)
     return fig, data
 
 
@@ -119,7 +124,5 @@ def plot_conductance_over_seeds(
         ax.set_xlabel("epoch")
         ax.set_ylabel("mean conductance (logit units)")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    handles = [plt.Line2D([], [], label=name, **style[name]) for name in models]
-    fig.legend(handles=handles, loc="lower center", ncol=min(len(models), 7), fontsize=8, frameon=False)
-    fig.tight_layout(rect=(0, 0.1, 1, 1))
+    add_model_legend(fig, models, style, bottom=0.1)
     return fig

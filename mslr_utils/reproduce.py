@@ -189,7 +189,7 @@ class Reproduction:
         self.code = code_fingerprint()
         self.commit = git_commit()
 
-    def wanted(self, name: str) -> bool:
+    def is_selected(self, name: str) -> bool:
         return not self.selected or name in self.selected
 
     def state_path(self, label: str) -> Path:
@@ -234,7 +234,7 @@ class Reproduction:
     # -- the steps --------------------------------------------------------------------
     def run_tasks(self) -> None:
         for task in TASKS:
-            if not self.wanted(task.name):
+            if not self.is_selected(task.name):
                 continue
             notebook = NOTEBOOK_DIR / f"{task.name}.ipynb"
             profile_values = load_profile(self.profile, notebook)
@@ -286,7 +286,7 @@ class Reproduction:
         task_states = self.finished_task_states()
         finished = bool(task_states)
         for name in ANALYSES:
-            if not self.wanted(name):
+            if not self.is_selected(name):
                 continue
             notebook = NOTEBOOK_DIR / f"{name}.ipynb"
             if not finished:

@@ -1,10 +1,10 @@
 """Collect a reproduction's per-seed results: mean and deviation tables, paper values, significance.
 
 A reproduction (``mslr_utils.reproduce``) leaves ``<results>/<task notebook>/seed-<s>/``
-folders. Each paper table comes from one file of one task notebook (``PAPER_TABLES``);
-this module stacks the seeds, reports mean and sample standard deviation per cell, puts
-the paper's value beside each cell (``data/paper_values.csv``) and tests the MSLR
-strategies against Joint-global and MSES.
+folders. Each table of Yao & Mihalcea (2022) comes from one file of one task notebook
+(``PAPER_TABLES``). This module stacks the seeds and reports the mean and sample standard
+deviation per cell, beside the published value from ``data/paper_values.csv``. It also
+tests the MSLR strategies against Joint-global and MSES.
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ from mslr_utils.significance import bootstrap_difference, mcnemar_test, paired_t
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PAPER_VALUES = REPO_ROOT / "data" / "paper_values.csv"
-SEVEN_MODELS = ("Joint-global", "MSES", "Keep", "Smooth", "Dynamic")  # after the two unimodal models
 STRATEGIES = ("Keep", "Smooth", "Dynamic")
 BASELINES = ("Joint-global", "MSES")
 PREDICTIONS_FILE = "test_predictions.npz"

@@ -13,6 +13,13 @@ import numpy as np
 import torch
 
 
+def short_list(items, limit: int = 10) -> str:
+    """Join the first ``limit`` items with commas and say how many more there are, for error messages."""
+    items = list(items)
+    text = ", ".join(str(item) for item in items[:limit])
+    return text + (f" and {len(items) - limit} more" if len(items) > limit else "")
+
+
 def seed_everything(seed: int) -> None:
     """Seed Python, NumPy and PyTorch (CPU and CUDA) random number generators."""
     random.seed(seed)

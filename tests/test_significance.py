@@ -79,7 +79,7 @@ def test_bootstrap_rejects_misaligned_predictions():
         bootstrap_difference(np.zeros(3), [np.zeros(2)], [np.zeros(3)], accuracy_score)
 
 
-# -- the paper's values -------------------------------------------------------------------
+# -- published values of Yao & Mihalcea (2022) --------------------------------------------
 PAPER = read_paper_values()
 LAYOUTS = {
     "table1": 9, "table2": 7, "table3": 7, "table4": 7, "table5": 5, "table6": 5, "table7": 5,

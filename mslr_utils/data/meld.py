@@ -36,6 +36,7 @@ import numpy as np
 import pandas as pd
 
 from mslr_utils.io import atomic_write
+from mslr_utils.utils import short_list
 
 log = logging.getLogger(__name__)
 
@@ -64,12 +65,6 @@ class MELDFormatError(ValueError):
 
 def _fail(path: Path | str, message: str) -> MELDFormatError:
     return MELDFormatError(f"{path}: {message}")
-
-
-def _listing(items: Sequence, limit: int = 10) -> str:
-    items = list(items)
-    shown = ", ".join(str(i) for i in items[:limit])
-    return shown + (f" and {len(items) - limit} more" if len(items) > limit else "")
 
 
 def utterance_key(dialogue: int, utterance: int) -> str:
@@ -121,20 +116,20 @@ def read_split_csv(path: str | Path) -> pd.DataFrame:
         numbers = pd.to_numeric(frame[column], errors="coerce")
         bad = frame.index[numbers.isna() | (numbers % 1 != 0) | (numbers < 0)]
         if len(bad):
-            raise _fail(path, f"field {column} must be a whole number of at least 0; rows {_listing(bad + 2)} "
+            raise _fail(path, f"field {column} must be a whole number of at least 0; rows {short_list(bad + 2)} "
                               "are not (row numbers count the header as row 1)")
         frame[column] = numbers.astype(np.int64)
     sentiment = frame["Sentiment"].astype(str).str.strip().str.lower()
     unknown = sorted(set(sentiment) - set(SENTIMENTS))
     if unknown:
         rows = frame.index[~sentiment.isin(SENTIMENTS)] + 2
-        raise _fail(path, f"field Sentiment has unknown label(s) {unknown} in rows {_listing(rows)}; "
+        raise _fail(path, f"field Sentiment has unknown label(s) {unknown} in rows {short_list(rows)}; "
                           f"expected one of {list(SENTIMENTS)}")
     frame["label"] = sentiment.map({name: i for i, name in enumerate(SENTIMENTS)}).astype(np.int64)
     frame["key"] = [utterance_key(d, u) for d, u in zip(frame["Dialogue_ID"], frame["Utterance_ID"])]
     duplicated = frame["key"][frame["key"].duplicated()]
     if len(duplicated):
-        raise _fail(path, f"(Dialogue_ID, Utterance_ID) pairs appear twice: {_listing(duplicated.tolist())}; "
+        raise _fail(path, f"(Dialogue_ID, Utterance_ID) pairs appear twice: {short_list(duplicated.tolist())}; "
                           "each utterance needs one row")
     frame["Utterance"] = frame["Utterance"].fillna("").astype(str)
     return frame
@@ -218,7 +213,7 @@ def read_data_pickle(path: str | Path) -> ReleaseText:
         raise _fail(path, f"item 2 (W) must be a (words, {WORD_DIM}) matrix, got shape {vectors.shape}")
     bad_rows = np.flatnonzero(~np.isfinite(vectors).all(axis=1))
     if len(bad_rows):
-        raise _fail(path, f"item 2 (W) has non-finite values in rows {_listing(bad_rows.tolist())}; "
+        raise _fail(path, f"item 2 (W) has non-finite values in rows {short_list(bad_rows.tolist())}; "
                           "download the file again")
     # The official loader takes item 3 as word_idx_map; the release README swaps items 3 and 4.
     # A word index maps each word to a distinct row of W, which a vocabulary of counts does not.
@@ -343,8 +338,9 @@ def match_sources(
 def check_coverage(report: MatchReport, root: Path, max_share: float = MAX_MISSING_SHARE) -> None:
     """Raise when a source misses most of a split's CSV keys, or most of its keys have no CSV row.
 
-    Dialogue ids restart at 0 in every split, so a pickle whose items are in another order
-    than [train, val, test] still shares many keys with the CSVs; only the shares reveal it.
+    Dialogue ids restart at 0 in every split. A pickle whose items are in another order than
+    [train, val, test] therefore still shares many keys with the CSVs, and only these shares
+    reveal it.
     Smaller gaps (the release misses a few utterances) are logged per split and source.
     """
     for row in report.coverage.itertuples(index=False):
@@ -434,7 +430,7 @@ def _check_release_labels(kept: Mapping[str, pd.DataFrame], release: ReleaseText
                 mismatched.append(f"{split} {key}: {release.labels[split].get(key)!r} vs {SENTIMENTS[label]!r}")
     if mismatched:
         raise _fail(path, f"field y disagrees with the CSV Sentiment for {len(mismatched)} utterances "
-                          f"({_listing(mismatched, 5)}); use data_sentiment.p, not data_emotion.p")
+                          f"({short_list(mismatched, 5)}); use data_sentiment.p, not data_emotion.p")
 
 
 def _word_vectors(

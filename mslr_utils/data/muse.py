@@ -26,6 +26,7 @@ import pandas as pd
 
 from mslr_utils.data.splits import stratified_split_indices
 from mslr_utils.io import atomic_write
+from mslr_utils.utils import short_list
 
 CLASS_NAMES = ("not stressed", "stressed")
 TYPE_LABELS = {"NS": 0, "S": 1}
@@ -62,8 +63,7 @@ class ScanReport:
 
 
 def _listing(ids: Sequence[str], limit: int = 20) -> str:
-    shown = ", ".join(sorted(ids)[:limit])
-    return shown + (f" and {len(ids) - limit} more" if len(ids) > limit else "")
+    return short_list(sorted(ids), limit)
 
 
 def _index_files(folder: Path, suffix: str, what: str) -> dict[str, Path]:
